@@ -1,0 +1,1 @@
+"""Conversations and messages: the SQLite store and its exports."""

@@ -1,0 +1,27 @@
+"""Turning stored messages into what an engine reads."""
+
+from __future__ import annotations
+
+from app.chats.store import Conversation, Message
+from app.engine.types import ChatMessage
+
+
+def engine_messages(conversation: Conversation, messages: list[Message]) -> list[ChatMessage]:
+    """The system prompt and every user/assistant message with content, in order.
+
+    Failed replies are left out; interrupted ones stay, as the user saw them.
+    """
+    out: list[ChatMessage] = []
+    if conversation.system_prompt.strip():
+        out.append({"role": "system", "content": conversation.system_prompt})
+    for m in messages:
+        if m.role == "system" or m.status == "error" or not m.content:
+            continue
+        out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def title_from(text: str, limit: int = 48) -> str:
+    """A conversation title from its first message."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

@@ -1,0 +1,314 @@
+"""Conversations and messages in SQLite (WAL), migrated by ``PRAGMA user_version``.
+
+A streaming reply is written while it grows (status ``streaming``); if the process dies, the next
+open marks it ``interrupted`` so nothing that was on screen is lost and nothing pretends to be done.
+Every message records its parent, so edits and regenerations can become branches later.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+Status = Literal["complete", "streaming", "interrupted", "error"]
+
+_MIGRATIONS: list[str] = [
+    # 1: conversations and messages
+    """
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        system_prompt TEXT NOT NULL DEFAULT '',
+        sampling TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'complete'
+            CHECK (status IN ('complete', 'streaming', 'interrupted', 'error')),
+        error TEXT,
+        model TEXT NOT NULL DEFAULT '',
+        stats TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+    CREATE INDEX conversations_by_update ON conversations(updated_at DESC);
+    """,
+]
+
+
+@dataclass
+class Conversation:
+    id: int
+    title: str
+    model: str
+    system_prompt: str
+    sampling: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class Message:
+    id: int
+    conversation_id: int
+    parent_id: int | None
+    role: Role
+    content: str
+    status: Status = "complete"
+    error: str | None = None
+    model: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+class ChatStore:
+    """The chat database; one instance per thread (SQLite connections are not shared)."""
+
+    def __init__(self, path: Path | str) -> None:
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode survives an app crash; only power loss can drop the last commit.
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+        self._db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise RuntimeError(
+                f"The chat database is from a newer Hearth (schema {version}); update Hearth."
+            )
+        for i, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            with self._db:
+                self._db.execute("BEGIN")
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {i}")
+
+    # conversations
+
+    def create_conversation(
+        self,
+        title: str = "New chat",
+        model: str = "",
+        system_prompt: str = "",
+        sampling: dict[str, Any] | None = None,
+    ) -> Conversation:
+        now = time.time()
+        cur = self._db.execute(
+            "INSERT INTO conversations"
+            " (title, model, system_prompt, sampling, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (title, model, system_prompt, json.dumps(sampling or {}), now, now),
+        )
+        assert cur.lastrowid is not None
+        return Conversation(cur.lastrowid, title, model, system_prompt, sampling or {}, now, now)
+
+    def conversations(self) -> list[Conversation]:
+        rows = self._db.execute("SELECT * FROM conversations ORDER BY updated_at DESC, id DESC")
+        return [_conversation(r) for r in rows]
+
+    def conversation(self, conversation_id: int) -> Conversation | None:
+        row = self._db.execute(
+            "SELECT * FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        return _conversation(row) if row else None
+
+    def update_conversation(self, conversation_id: int, **changes: Any) -> None:
+        allowed = {"title", "model", "system_prompt", "sampling"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown conversation fields: {unknown}")
+        if "sampling" in changes:
+            changes["sampling"] = json.dumps(changes["sampling"])
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        self._db.execute(
+            f"UPDATE conversations SET {sets}, updated_at = ? WHERE id = ?",
+            (*changes.values(), time.time(), conversation_id),
+        )
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    # messages
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        rows = self._db.execute(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+        )
+        return [_message(r) for r in rows]
+
+    def message(self, message_id: int) -> Message | None:
+        row = self._db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return _message(row) if row else None
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: Role,
+        content: str,
+        status: Status = "complete",
+        model: str = "",
+    ) -> Message:
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN")
+            last = self._db.execute(
+                "SELECT id FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
+                (conversation_id,),
+            ).fetchone()
+            parent = last[0] if last else None
+            cur = self._db.execute(
+                "INSERT INTO messages (conversation_id, parent_id, role, content, status, model,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent, role, content, status, model, now),
+            )
+            self._db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id)
+            )
+        assert cur.lastrowid is not None
+        return Message(
+            cur.lastrowid, conversation_id, parent, role, content, status, None, model, {}, now
+        )
+
+    def update_message(
+        self,
+        message_id: int,
+        *,
+        content: str | None = None,
+        status: Status | None = None,
+        error: str | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if content is not None:
+            changes["content"] = content
+        if status is not None:
+            changes["status"] = status
+        if error is not None:
+            changes["error"] = error
+        if stats is not None:
+            changes["stats"] = json.dumps(stats)
+        if not changes:
+            return
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        self._db.execute(
+            f"UPDATE messages SET {sets} WHERE id = ?", (*changes.values(), message_id)
+        )
+
+    def delete_messages_from(self, message_id: int) -> None:
+        """Delete a message and every later one in its conversation."""
+        row = self._db.execute(
+            "SELECT conversation_id FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        if row:
+            self._db.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND id >= ?", (row[0], message_id)
+            )
+
+    # export
+
+    def export(self, conversation_ids: Iterable[int] | None = None) -> dict[str, Any]:
+        """All (or some) conversations as plain data: the JSON export format."""
+        convs = self.conversations()
+        if conversation_ids is not None:
+            wanted = set(conversation_ids)
+            convs = [c for c in convs if c.id in wanted]
+        out = []
+        for c in convs:
+            out.append(
+                {
+                    "id": c.id,
+                    "title": c.title,
+                    "model": c.model,
+                    "system_prompt": c.system_prompt,
+                    "created_at": c.created_at,
+                    "updated_at": c.updated_at,
+                    "messages": [
+                        {
+                            "id": m.id,
+                            "parent_id": m.parent_id,
+                            "role": m.role,
+                            "content": m.content,
+                            "status": m.status,
+                            "error": m.error,
+                            "model": m.model,
+                            "stats": m.stats,
+                            "created_at": m.created_at,
+                        }
+                        for m in self.messages(c.id)
+                    ],
+                }
+            )
+        return {"format": "hearth-chats", "version": 1, "conversations": out}
+
+
+def export_markdown(data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for c in data["conversations"]:
+        parts.append(f"# {c['title']}\n")
+        if c.get("model"):
+            parts.append(f"*Model: {c['model']}*\n")
+        if c.get("system_prompt"):
+            parts.append(f"> **System:** {c['system_prompt']}\n")
+        for m in c["messages"]:
+            who = {"user": "You", "assistant": "Assistant", "system": "System"}[m["role"]]
+            note = "" if m["status"] == "complete" else f" *({m['status']})*"
+            parts.append(f"**{who}**{note}:\n\n{m['content']}\n")
+    return "\n".join(parts)
+
+
+def _conversation(r: sqlite3.Row) -> Conversation:
+    try:
+        sampling = json.loads(r["sampling"])
+    except ValueError:
+        sampling = {}
+    return Conversation(
+        r["id"],
+        r["title"],
+        r["model"],
+        r["system_prompt"],
+        sampling,
+        r["created_at"],
+        r["updated_at"],
+    )
+
+
+def _message(r: sqlite3.Row) -> Message:
+    try:
+        stats = json.loads(r["stats"])
+    except ValueError:
+        stats = {}
+    return Message(
+        r["id"],
+        r["conversation_id"],
+        r["parent_id"],
+        r["role"],
+        r["content"],
+        r["status"],
+        r["error"],
+        r["model"],
+        stats,
+        r["created_at"],
+    )

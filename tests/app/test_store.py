@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from app.chats.history import engine_messages, title_from
+from app.chats.store import ChatStore, export_markdown
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "chats.sqlite3"
+
+
+def test_conversations_and_messages(db: Path) -> None:
+    store = ChatStore(db)
+    c = store.create_conversation("Hello", model="m.gguf", system_prompt="Be brief.")
+    u = store.add_message(c.id, "user", "Hi")
+    a = store.add_message(c.id, "assistant", "", "streaming", "Model")
+    assert a.parent_id == u.id
+    store.update_message(a.id, content="Hello!", status="complete", stats={"generated_tokens": 2})
+    msgs = store.messages(c.id)
+    assert [(m.role, m.content, m.status) for m in msgs] == [
+        ("user", "Hi", "complete"),
+        ("assistant", "Hello!", "complete"),
+    ]
+    assert msgs[1].stats == {"generated_tokens": 2}
+    store.update_conversation(c.id, title="Renamed")
+    assert [x.title for x in store.conversations()] == ["Renamed"]
+    store.delete_conversation(c.id)
+    assert store.conversations() == []
+    assert store.messages(c.id) == []
+
+
+def test_wal_and_schema_version(db: Path) -> None:
+    ChatStore(db).close()
+    raw = sqlite3.connect(db)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    raw.execute("PRAGMA user_version = 99")
+    raw.close()
+    with pytest.raises(RuntimeError, match="newer Hearth"):
+        ChatStore(db)
+
+
+def test_unfinished_reply_is_interrupted_after_a_crash(db: Path) -> None:
+    store = ChatStore(db)
+    c = store.create_conversation()
+    store.add_message(c.id, "user", "Tell me a story")
+    a = store.add_message(c.id, "assistant", "Once upon", "streaming")
+    # The process dies here: no close, no final update.
+    reopened = ChatStore(db)
+    m = reopened.message(a.id)
+    assert m is not None
+    assert (m.content, m.status) == ("Once upon", "interrupted")
+
+
+def test_export_shapes(db: Path) -> None:
+    store = ChatStore(db)
+    c = store.create_conversation("Trip", model="x.gguf")
+    store.add_message(c.id, "user", "Where to?")
+    store.add_message(c.id, "assistant", "Lisbon.")
+    data = store.export()
+    [conv] = data["conversations"]
+    assert {"id", "title", "model", "messages"} <= conv.keys()
+    assert [(m["role"], m["content"]) for m in conv["messages"]] == [
+        ("user", "Where to?"),
+        ("assistant", "Lisbon."),
+    ]
+    md = export_markdown(data)
+    assert "# Trip" in md and "Lisbon." in md and "**You**" in md
+    assert store.export([c.id + 1])["conversations"] == []
+
+
+def test_engine_messages_skip_failed_replies(db: Path) -> None:
+    store = ChatStore(db)
+    c = store.create_conversation(system_prompt="Be kind.")
+    store.add_message(c.id, "user", "A")
+    failed = store.add_message(c.id, "assistant", "", "error")
+    store.update_message(failed.id, error="boom")
+    store.add_message(c.id, "user", "B")
+    assert engine_messages(c, store.messages(c.id)) == [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "A"},
+        {"role": "user", "content": "B"},
+    ]
+
+
+def test_title_from() -> None:
+    assert title_from("  hello\n world ") == "hello world"
+    assert title_from("x" * 100).endswith("…")
+    assert len(title_from("x" * 100)) == 48

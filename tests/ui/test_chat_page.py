@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.chats.store import ChatStore
+from tests.ui.conftest import FakeEngine
+from ui.main_window import MainWindow
+
+
+def send(qtbot: QtBot, window: MainWindow, text: str) -> None:
+    page = window.chat_page
+    page.input.setPlainText(text)
+    with qtbot.waitSignal(window.engine.reply_finished, timeout=10_000):
+        qtbot.keyClick(page.input, Qt.Key.Key_Return)
+
+
+def test_first_run_opens_new_chat_with_starter_selected(window: MainWindow) -> None:
+    page = window.chat_page
+    assert window.windowTitle() == "Hearth"
+    assert page.conversation is None
+    assert "SmolLM2" in page.picker.currentText()
+    assert page.input.hasFocus()
+    assert "Start a conversation" in page.view._empty.text()
+
+
+def test_send_streams_reply_and_saves_it(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    send(qtbot, window, "Hi there")
+    page = window.chat_page
+    assert page.messages.rowCount() == 2
+    widgets = page.view.message_widgets()
+    assert "Hello there! Here is" in widgets[1].text.toPlainText()
+    assert "bold" in widgets[1].text.toHtml() and "font-weight" in widgets[1].text.toHtml()
+    assert "tokens/s" in widgets[1].footer.text()
+    assert fake_engine.calls[-1] == [{"role": "user", "content": "Hi there"}]
+    assert page.conversation is not None
+    saved = window.store.messages(page.conversation.id)
+    assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "complete")]
+    assert saved[1].content == "Hello there! Here is **bold** text."
+    assert saved[1].stats["generated_tokens"] == 7
+    assert window.conversations.rowCount() == 1
+    assert window.conversations.index(0).data() == "Hi there"
+    assert page.input.toPlainText() == ""
+
+
+def test_shift_enter_is_a_new_line(qtbot: QtBot, window: MainWindow) -> None:
+    page = window.chat_page
+    qtbot.keyClicks(page.input, "line one")
+    qtbot.keyClick(page.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(page.input, "line two")
+    assert page.input.toPlainText() == "line one\nline two"
+    assert page.messages.rowCount() == 0
+
+
+def test_follow_up_sends_history(qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine) -> None:
+    send(qtbot, window, "first")
+    send(qtbot, window, "second")
+    assert [m["role"] for m in fake_engine.calls[-1]] == ["user", "assistant", "user"]
+    assert fake_engine.calls[-1][-1]["content"] == "second"
+
+
+def test_stop_mid_reply(qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine) -> None:
+    fake_engine.words = [f" w{i}" for i in range(200)]
+    fake_engine.delay = 0.01
+    page = window.chat_page
+    page.input.setPlainText("long please")
+    page.send()
+    assert page.send_button.text() == "Stop"
+    qtbot.waitUntil(lambda: "w3" in page.messages.message(1).content, timeout=5000)
+    with qtbot.waitSignal(window.engine.reply_finished, timeout=5000):
+        qtbot.mouseClick(page.send_button, Qt.MouseButton.LeftButton)
+    assert page.send_button.text() == "Send"
+    assert page.conversation is not None
+    reply = window.store.messages(page.conversation.id)[1]
+    assert reply.status == "interrupted"
+    assert "w3" in reply.content and "w199" not in reply.content
+    assert "Stopped" in page.view.message_widgets()[1].footer.text()
+
+
+def test_engine_error_is_shown_in_plain_words(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    fake_engine.fail_after = 2
+    page = window.chat_page
+    page.input.setPlainText("break")
+    with qtbot.waitSignal(window.engine.reply_failed, timeout=5000):
+        page.send()
+    footer = page.view.message_widgets()[1].footer.text()
+    assert "failed while generating" in footer
+    assert page.conversation is not None
+    reply = window.store.messages(page.conversation.id)[1]
+    assert (reply.status, reply.content) == ("error", "Hello there")
+    # The app still works afterwards.
+    fake_engine.fail_after = None
+    send(qtbot, window, "again")
+    assert window.store.messages(page.conversation.id)[-1].status == "complete"
+
+
+def test_load_failure_is_reported(
+    qtbot: QtBot, make_window: Callable[..., MainWindow], fake_engine: FakeEngine
+) -> None:
+    fake_engine.fail_load = "The file is truncated: get it again."
+    window = make_window()
+    page = window.chat_page
+    qtbot.waitUntil(lambda: "Could not load" in page.status.text(), timeout=5000)
+    page.input.setPlainText("hello?")
+    with qtbot.waitSignal(window.engine.reply_failed, timeout=5000):
+        page.send()
+    assert "truncated" in page.view.message_widgets()[1].footer.text()
+
+
+def test_switching_conversations(qtbot: QtBot, window: MainWindow) -> None:
+    send(qtbot, window, "about cats")
+    window.new_chat()
+    assert window.chat_page.messages.rowCount() == 0
+    send(qtbot, window, "about dogs")
+    assert window.conversations.rowCount() == 2
+    row = next(r for r in range(2) if window.conversations.index(r).data() == "about cats")
+    window.conversation_list.clicked.emit(window.conversations.index(row))
+    texts = [w.text.toPlainText() for w in window.chat_page.view.message_widgets()]
+    assert texts[0] == "about cats"
+
+
+def test_reopened_window_has_history(qtbot: QtBot, make_window: Callable[..., MainWindow]) -> None:
+    first = make_window()
+    send(qtbot, first, "remember me")
+    first.close()
+    first.engine.shutdown()
+    second = make_window()
+    assert second.conversations.rowCount() == 1
+    second.open_conversation(second.conversations.index(0).data(0x0101))
+    assert [m.content for m in second.chat_page.messages._items][0] == "remember me"
+
+
+def test_rename_and_delete_conversation(qtbot: QtBot, window: MainWindow) -> None:
+    send(qtbot, window, "temp")
+    conv = window.chat_page.conversation
+    assert conv is not None
+    window.rename_conversation(conv.id, "Renamed")
+    assert window.conversations.index(0).data() == "Renamed"
+    window.delete_conversation(conv.id)
+    assert window.conversations.rowCount() == 0
+    assert window.chat_page.conversation is None
+    assert ChatStore(window.ctx.paths.chats_db).conversations() == []
+
+
+def test_long_conversation_shows_latest_first(qtbot: QtBot, window: MainWindow) -> None:
+    store = window.store
+    conv = store.create_conversation("long")
+    for i in range(150):
+        store.add_message(conv.id, "user" if i % 2 == 0 else "assistant", f"message {i}")
+    window.open_conversation(conv.id)
+    view = window.chat_page.view
+    assert len(view.message_widgets()) == 60
+    assert view.message_widgets()[-1].text.toPlainText().strip() == "message 149"
+    assert view._more.isVisibleTo(window)
+    view._more.click()
+    assert len(view.message_widgets()) == 120
+    assert view.message_widgets()[0].text.toPlainText().strip() == "message 30"

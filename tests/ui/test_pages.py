@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from app.context import AppContext
+from tests.ui.conftest import FakeEngine
+from ui.main_window import MainWindow
+
+
+def test_models_page_lists_loads_and_deletes(
+    qtbot: QtBot,
+    make_window: Callable[..., MainWindow],
+    make_model: Callable[..., Path],
+    fake_engine: FakeEngine,
+) -> None:
+    path = make_model("owner/repo/extra.gguf", folder=AppContext.open().paths.models_dir)
+    window = make_window()
+    page = window.models_page
+    window.show_page(1)
+    table = page.table_model
+    names = [table.index(r, 0).data() for r in range(table.rowCount())]
+    row = next(r for r, n in enumerate(names) if n.startswith("extra"))
+    # The first model in the library is loaded at start; load the starter instead.
+    qtbot.waitUntil(lambda: fake_engine.loads == [str(path)], timeout=5000)
+    starter_row = next(r for r, n in enumerate(names) if n.startswith("SmolLM2"))
+    page.table.selectRow(starter_row)
+    with qtbot.waitSignal(window.engine.model_loaded, timeout=5000):
+        page.load_button.click()
+    assert "SmolLM2" in fake_engine.loads[-1]
+    assert "SmolLM2" in window.chat_page.picker.currentText()
+    assert table.index(starter_row, 0).data().endswith("(loaded)")
+    model = table.model_at(row)
+    with qtbot.waitSignal(page.table_model.modelReset, timeout=5000):
+        window.delete_model(model)
+    assert not path.exists()
+    assert not any(
+        (n or "").startswith("extra")
+        for n in (table.index(r, 0).data() for r in range(table.rowCount()))
+    )
+
+
+def test_models_page_empty_state(
+    qtbot: QtBot, make_window: Callable[..., MainWindow], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.library.starter_model_path", lambda: None)
+    window = make_window(wait_for_library=False)
+    qtbot.waitUntil(
+        lambda: window.models_page.stack.currentWidget() is window.models_page.empty, timeout=5000
+    )
+    assert "No models yet" in window.models_page.empty.text()
+    assert "No models" in window.chat_page.picker.currentText()
+    window.chat_page.input.setPlainText("hello")
+    window.chat_page.send()
+    assert "Add a model" in window.chat_page.status.text()
+    assert window.chat_page.messages.rowCount() == 0
+
+
+def test_add_model_file(qtbot: QtBot, window: MainWindow, make_model: Callable[..., Path]) -> None:
+    path = make_model("imported.gguf")
+    with qtbot.waitSignal(window.models_page.table_model.modelReset, timeout=5000):
+        window.add_model_file(str(path), True)
+    assert (window.ctx.paths.models_dir / "local" / "imported.gguf").exists()
+    assert window.chat_page.picker.findText("imported") >= 0
+
+
+def test_settings_page_saves(qtbot: QtBot, window: MainWindow) -> None:
+    page = window.settings_page
+    page.context.setValue(8192)
+    page.temperature.setValue(0.3)
+    page.theme.setCurrentIndex(page.theme.findData("dark"))
+    page.template.setCurrentIndex(page.template.findData("chatml"))
+    saved = json.loads(window.ctx.paths.settings_file.read_text())
+    assert saved["context_length"] == 8192
+    assert saved["sampling"]["temperature"] == pytest.approx(0.3)
+    assert saved["theme"] == "dark"
+    assert saved["chat_template_override"] == "chatml"
+    assert window.ctx.load_params().context_length == 8192

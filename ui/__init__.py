@@ -1,0 +1,1 @@
+"""Hearth's PySide6 GUI: pages, item models and the thread glue over the core in ``app``."""

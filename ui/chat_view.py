@@ -1,0 +1,240 @@
+"""The conversation on screen: one widget per message, driven by ``MessageListModel`` signals.
+
+Only the message whose row changed is rendered and laid out again; long conversations show their
+latest messages and load earlier ones on demand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QPalette
+from PySide6.QtWidgets import (
+    QFrame,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.markdown_render import MarkdownRenderer, plain_to_html
+from ui.item_models import MessageListModel, MessageRole
+
+PAGE = 60  # messages shown at first; more on demand
+
+
+class MessageText(QTextBrowser):
+    """Selectable rich text whose height follows its content (no inner scroll bar)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setOpenLinks(False)  # links open in the browser only when clicked, never inline
+        self.anchorClicked.connect(self._open_link)
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        self.document().setDocumentMargin(2)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+
+    def loadResource(self, kind: int, url: QUrl | str) -> Any:
+        return None  # nothing in a reply may load a file or fetch a URL
+
+    @Slot(QUrl)
+    def _open_link(self, url: QUrl) -> None:
+        if url.scheme() in ("http", "https"):
+            QDesktopServices.openUrl(url)
+
+    @Slot()
+    def _fit(self) -> None:
+        height = int(self.document().size().height()) + 4
+        if height != self.height():
+            self.setFixedHeight(height)
+
+
+class MessageWidget(QFrame):
+    def __init__(
+        self, role: str, renderer: MarkdownRenderer, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.role = role
+        self._renderer = renderer
+        self.setObjectName("userMessage" if role == "user" else "assistantMessage")
+        self.setFrameShape(QFrame.Shape.StyledPanel if role == "user" else QFrame.Shape.NoFrame)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(2)
+        self.header = QLabel("You" if role == "user" else "Assistant")
+        self.header.setObjectName("messageHeader")
+        self.text = MessageText()
+        self.text.setAccessibleName("Your message" if role == "user" else "Assistant reply")
+        self.footer = QLabel()
+        self.footer.setObjectName("messageFooter")
+        self.footer.setWordWrap(True)
+        self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.footer.hide()
+        layout.addWidget(self.header)
+        layout.addWidget(self.text)
+        layout.addWidget(self.footer)
+
+    def set_content(self, content: str) -> None:
+        if self.role == "user":
+            self.text.setHtml(plain_to_html(content))
+        elif content:
+            self.text.setHtml(self._renderer.render(content))
+        else:
+            self.text.setHtml("<p style='color:gray'>…</p>")
+
+    def set_footer(self, status: str, error: str | None, stats: dict[str, Any], model: str) -> None:
+        if self.role == "assistant" and model:
+            self.header.setText(model)
+        parts: list[str] = []
+        if status == "error":
+            parts.append(f"<span style='color:#d04040'>⚠ {error or 'The reply failed.'}</span>")
+        elif status == "interrupted":
+            parts.append(
+                "<i>Stopped</i>"
+                if stats
+                else "<i>Interrupted — the app closed before the reply finished</i>"
+            )
+        elif status == "streaming":
+            parts.append("<i>Generating…</i>")
+        if stats and stats.get("generated_tokens"):
+            parts.append(
+                f"{stats.get('tokens_per_second', 0):.1f} tokens/s · "
+                f"{stats['generated_tokens']} tokens · "
+                f"{stats.get('time_to_first_token', 0):.2f} s to first token"
+            )
+            if stats.get("messages_dropped"):
+                parts.append(f"{stats['messages_dropped']} oldest messages did not fit the context")
+            if stats.get("stop_reason") == "length":
+                parts.append("reached the reply length limit")
+            elif stats.get("stop_reason") == "context_full":
+                parts.append("the context is full")
+        self.footer.setText("  ·  ".join(parts))
+        self.footer.setVisible(bool(parts))
+
+
+class ChatView(QScrollArea):
+    def __init__(self, model: MessageListModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._model = model
+        self._first_shown = 0
+        self._widgets: list[MessageWidget] = []
+        self._dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        self._renderer = MarkdownRenderer(dark=self._dark)
+        self._stick_to_bottom = True
+
+        self._body = QWidget()
+        self._body.setObjectName("chatBody")
+        self._layout = QVBoxLayout(self._body)
+        self._layout.setContentsMargins(24, 16, 24, 16)
+        self._layout.setSpacing(10)
+        self._more = QPushButton("Show earlier messages")
+        self._more.clicked.connect(self._show_more)
+        self._layout.addWidget(self._more, 0, Qt.AlignmentFlag.AlignHCenter)
+        self._empty = QLabel()
+        self._empty.setObjectName("emptyChat")
+        self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._empty.setWordWrap(True)
+        self._layout.addWidget(self._empty)
+        self._layout.addStretch(1)
+        self.setWidget(self._body)
+
+        model.modelReset.connect(self._rebuild)
+        model.rowsInserted.connect(self._rows_inserted)
+        model.dataChanged.connect(self._data_changed)
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._on_scrolled)
+        bar.rangeChanged.connect(self._on_range_changed)
+        self._rebuild()
+
+    def set_empty_text(self, text: str) -> None:
+        self._empty.setText(text)
+        self._empty.setVisible(self._model.rowCount() == 0 and bool(text))
+
+    def message_widgets(self) -> list[MessageWidget]:
+        return list(self._widgets)
+
+    def _make(self, row: int) -> MessageWidget:
+        idx = self._model.index(row)
+        w = MessageWidget(idx.data(MessageRole.Role), self._renderer)
+        self._fill(w, row)
+        return w
+
+    def _fill(self, w: MessageWidget, row: int, roles: list[int] | None = None) -> None:
+        idx = self._model.index(row)
+        if not roles or MessageRole.Content in roles:
+            w.set_content(idx.data(MessageRole.Content))
+        if not roles or set(roles) - {MessageRole.Content}:
+            w.set_footer(
+                idx.data(MessageRole.Status),
+                idx.data(MessageRole.Error),
+                idx.data(MessageRole.Stats) or {},
+                idx.data(MessageRole.Model) or "",
+            )
+
+    @Slot()
+    def _rebuild(self) -> None:
+        for w in self._widgets:
+            self._layout.removeWidget(w)
+            w.deleteLater()
+        self._widgets = []
+        rows = self._model.rowCount()
+        self._first_shown = max(0, rows - PAGE)
+        for row in range(self._first_shown, rows):
+            w = self._make(row)
+            self._layout.insertWidget(self._layout.count() - 1, w)
+            self._widgets.append(w)
+        self._more.setVisible(self._first_shown > 0)
+        self._empty.setVisible(rows == 0 and bool(self._empty.text()))
+        self._stick_to_bottom = True
+
+    @Slot()
+    def _show_more(self) -> None:
+        start = max(0, self._first_shown - PAGE)
+        new = [self._make(row) for row in range(start, self._first_shown)]
+        for i, w in enumerate(new):
+            self._layout.insertWidget(2 + i, w)  # after the button and the empty label
+        self._widgets[:0] = new
+        self._first_shown = start
+        self._more.setVisible(start > 0)
+        self._stick_to_bottom = False
+
+    @Slot(QModelIndex, int, int)
+    def _rows_inserted(self, _parent: QModelIndex, first: int, last: int) -> None:
+        for row in range(first, last + 1):
+            w = self._make(row)
+            pos = row - self._first_shown
+            self._layout.insertWidget(2 + pos, w)
+            self._widgets.insert(pos, w)
+        self._empty.hide()
+        self._stick_to_bottom = True
+
+    def _data_changed(
+        self,
+        top: QModelIndex | QPersistentModelIndex,
+        bottom: QModelIndex | QPersistentModelIndex,
+        roles: list[int],
+    ) -> None:
+        for row in range(max(top.row(), self._first_shown), bottom.row() + 1):
+            self._fill(self._widgets[row - self._first_shown], row, list(roles))
+
+    @Slot(int)
+    def _on_scrolled(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        self._stick_to_bottom = value >= bar.maximum() - 8
+
+    @Slot(int, int)
+    def _on_range_changed(self, _lo: int, hi: int) -> None:
+        if self._stick_to_bottom:
+            self.verticalScrollBar().setValue(hi)

@@ -1,0 +1,234 @@
+"""Thread glue for the engine: one long-lived QThread owns the engine and every llama.cpp call.
+
+The GUI talks to ``EngineController``; it forwards requests to ``EngineWorker`` through queued
+signals, stamps each with a request id, and drops results of requests that are no longer current.
+Stop sets a ``threading.Event`` the engine checks between tokens and during prompt evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.engine.types import ChatMessage, Engine, EngineError, LoadParams
+from app.settings import Sampling
+
+log = logging.getLogger(__name__)
+EMIT_INTERVAL = 1 / 40  # token deltas are coalesced to at most ~40 updates a second
+# Every controller ever made, so tests can fail when one leaves its thread running.
+live_controllers: weakref.WeakSet[EngineController] = weakref.WeakSet()
+
+
+class EngineWorker(QObject):
+    loaded = Signal(int, object)  # request id, LoadedModel
+    load_failed = Signal(int, str)
+    delta = Signal(int, str)
+    finished = Signal(int, object)  # request id, GenerationStats
+    failed = Signal(int, str)
+    unloaded = Signal(int)
+
+    def __init__(self, engine_factory: Callable[[], Engine]) -> None:
+        super().__init__()
+        self._factory = engine_factory
+        self._engine: Engine | None = None
+        self._load_error = ""
+
+    def _get_engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._factory()
+        return self._engine
+
+    @Slot(int, str, object, object)
+    def load(self, request_id: int, path: str, params: LoadParams, cancel: threading.Event) -> None:
+        try:
+            engine = self._get_engine()
+            info = engine.load(path, params, cancel)
+        except EngineError as e:
+            self._load_error = str(e)
+            self.load_failed.emit(request_id, str(e))
+        except Exception as e:
+            log.exception("loading %s failed", path)
+            self._load_error = f"Loading failed unexpectedly: {e}"
+            self.load_failed.emit(request_id, self._load_error)
+        else:
+            self._load_error = ""
+            self.loaded.emit(request_id, info)
+
+    @Slot(int, object, object, object)
+    def generate(
+        self,
+        request_id: int,
+        messages: list[ChatMessage],
+        sampling: Sampling,
+        cancel: threading.Event,
+    ) -> None:
+        engine = self._get_engine()
+        if engine.loaded is None:
+            self.failed.emit(request_id, self._load_error or "No model is loaded.")
+            return
+        pending: list[str] = []
+        last_emit = time.monotonic()
+        try:
+            reply = engine.chat(messages, sampling, cancel)
+            for text in reply:
+                pending.append(text)
+                now = time.monotonic()
+                if now - last_emit >= EMIT_INTERVAL:
+                    self.delta.emit(request_id, "".join(pending))
+                    pending.clear()
+                    last_emit = now
+            if pending:
+                self.delta.emit(request_id, "".join(pending))
+            self.finished.emit(request_id, reply.stats)
+        except EngineError as e:
+            if pending:
+                self.delta.emit(request_id, "".join(pending))
+            self.failed.emit(request_id, str(e))
+        except Exception as e:
+            log.exception("generation failed")
+            if pending:
+                self.delta.emit(request_id, "".join(pending))
+            self.failed.emit(request_id, f"The engine failed unexpectedly: {e}")
+
+    @Slot(int)
+    def unload(self, request_id: int) -> None:
+        if self._engine is not None:
+            self._engine.unload()
+        self.unloaded.emit(request_id)
+
+
+class EngineController(QObject):
+    """The GUI thread's handle on the engine thread."""
+
+    model_loading = Signal(str)  # path
+    model_loaded = Signal(object)  # LoadedModel
+    model_load_failed = Signal(str, str)  # path, message
+    model_unloaded = Signal()
+    reply_delta = Signal(str)
+    reply_finished = Signal(object)  # GenerationStats
+    reply_failed = Signal(str)
+    busy_changed = Signal(bool)
+
+    _request_load = Signal(int, str, object, object)
+    _request_generate = Signal(int, object, object, object)
+    _request_unload = Signal(int)
+
+    def __init__(self, engine_factory: Callable[[], Engine], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("hearth-engine")
+        self._worker = EngineWorker(engine_factory)
+        self._worker.moveToThread(self._thread)
+        self._request_load.connect(self._worker.load)
+        self._request_generate.connect(self._worker.generate)
+        self._request_unload.connect(self._worker.unload)
+        self._worker.loaded.connect(self._on_loaded)
+        self._worker.load_failed.connect(self._on_load_failed)
+        self._worker.delta.connect(self._on_delta)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.unloaded.connect(self._on_unloaded)
+        self._thread.start()
+        live_controllers.add(self)
+        self._next_id = 0
+        self._load_id = -1
+        self._generate_id = -1
+        self._load_cancel = threading.Event()
+        self._generate_cancel = threading.Event()
+        self.loaded_path = ""
+        self.loading_path = ""
+        self.generating = False
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def load(self, path: str, params: LoadParams) -> None:
+        """Load ``path`` unless it is already loaded or loading."""
+        if path in (self.loaded_path, self.loading_path):
+            return
+        self._load_cancel.set()  # a newer choice supersedes a load still under way
+        self._load_cancel = threading.Event()
+        self._load_id = self._new_id()
+        self.loading_path = path
+        self.model_loading.emit(path)
+        self._request_load.emit(self._load_id, path, params, self._load_cancel)
+
+    def reload(self, params: LoadParams) -> None:
+        path = self.loaded_path or self.loading_path
+        if path:
+            self.loaded_path = self.loading_path = ""
+            self.load(path, params)
+
+    def unload(self) -> None:
+        self._load_cancel.set()
+        self.loading_path = ""
+        self._request_unload.emit(self._new_id())
+
+    def generate(self, messages: list[ChatMessage], sampling: Sampling) -> None:
+        self._generate_cancel = threading.Event()
+        self._generate_id = self._new_id()
+        self._set_busy(True)
+        self._request_generate.emit(self._generate_id, messages, sampling, self._generate_cancel)
+
+    def stop(self) -> None:
+        self._generate_cancel.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.isRunning()
+
+    def shutdown(self) -> None:
+        """Stop whatever runs, free the model, end the thread (called when the app closes)."""
+        self._generate_cancel.set()
+        self._load_cancel.set()
+        self._request_unload.emit(self._new_id())
+        self._thread.quit()
+        self._thread.wait()
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self.generating:
+            self.generating = busy
+            self.busy_changed.emit(busy)
+
+    @Slot(int, object)
+    def _on_loaded(self, request_id: int, info: object) -> None:
+        if request_id != self._load_id:
+            return
+        self.loaded_path, self.loading_path = self.loading_path, ""
+        self.model_loaded.emit(info)
+
+    @Slot(int, str)
+    def _on_load_failed(self, request_id: int, message: str) -> None:
+        if request_id != self._load_id:
+            return
+        path, self.loading_path, self.loaded_path = self.loading_path, "", ""
+        self.model_load_failed.emit(path, message)
+
+    @Slot(int)
+    def _on_unloaded(self, _request_id: int) -> None:
+        if not self.loading_path:
+            self.loaded_path = ""
+            self.model_unloaded.emit()
+
+    @Slot(int, str)
+    def _on_delta(self, request_id: int, text: str) -> None:
+        if request_id == self._generate_id:
+            self.reply_delta.emit(text)
+
+    @Slot(int, object)
+    def _on_finished(self, request_id: int, stats: object) -> None:
+        if request_id == self._generate_id:
+            self._set_busy(False)
+            self.reply_finished.emit(stats)
+
+    @Slot(int, str)
+    def _on_failed(self, request_id: int, message: str) -> None:
+        if request_id == self._generate_id:
+            self._set_busy(False)
+            self.reply_failed.emit(message)

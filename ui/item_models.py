@@ -1,0 +1,244 @@
+"""Qt item models: thin adapters over plain lists of core objects."""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+)
+
+from app.chats.store import Conversation, Message
+from app.library import LibraryModel
+from app.model_file import human_parameters, human_size
+
+_Index = QModelIndex | QPersistentModelIndex
+_ROOT = QModelIndex()
+
+
+class ConversationRole(enum.IntEnum):
+    Id = Qt.ItemDataRole.UserRole + 1
+    UpdatedAt = enum.auto()
+
+
+class ConversationListModel(QAbstractListModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: list[Conversation] = []
+
+    def rowCount(self, parent: _Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._items)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._items):
+            return None
+        c = self._items[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return c.title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{c.title}\n{time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}"
+        if role == ConversationRole.Id:
+            return c.id
+        if role == ConversationRole.UpdatedAt:
+            return c.updated_at
+        return None
+
+    def roleNames(self) -> dict[int, bytes]:
+        return {
+            **super().roleNames(),
+            ConversationRole.Id: b"id",
+            ConversationRole.UpdatedAt: b"updated",
+        }
+
+    def set_conversations(self, items: list[Conversation]) -> None:
+        self.beginResetModel()
+        self._items = list(items)
+        self.endResetModel()
+
+    def row_of(self, conversation_id: int) -> int:
+        for i, c in enumerate(self._items):
+            if c.id == conversation_id:
+                return i
+        return -1
+
+    def conversation(self, row: int) -> Conversation:
+        return self._items[row]
+
+
+class MessageRole(enum.IntEnum):
+    Id = Qt.ItemDataRole.UserRole + 1
+    Role = enum.auto()
+    Content = enum.auto()
+    Status = enum.auto()
+    Error = enum.auto()
+    Stats = enum.auto()
+    Model = enum.auto()
+
+
+class MessageListModel(QAbstractListModel):
+    """The messages of the conversation on screen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: list[Message] = []
+
+    def rowCount(self, parent: _Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._items)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._items):
+            return None
+        m = self._items[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, MessageRole.Content):
+            return m.content
+        if role == MessageRole.Id:
+            return m.id
+        if role == MessageRole.Role:
+            return m.role
+        if role == MessageRole.Status:
+            return m.status
+        if role == MessageRole.Error:
+            return m.error
+        if role == MessageRole.Stats:
+            return m.stats
+        if role == MessageRole.Model:
+            return m.model
+        return None
+
+    def roleNames(self) -> dict[int, bytes]:
+        names = {r: r.name.lower().encode() for r in MessageRole}
+        return {**super().roleNames(), **names}
+
+    def set_messages(self, items: list[Message]) -> None:
+        self.beginResetModel()
+        self._items = list(items)
+        self.endResetModel()
+
+    def append(self, message: Message) -> int:
+        row = len(self._items)
+        self.beginInsertRows(_ROOT, row, row)
+        self._items.append(message)
+        self.endInsertRows()
+        return row
+
+    def message(self, row: int) -> Message:
+        return self._items[row]
+
+    def row_of(self, message_id: int) -> int:
+        for i in range(len(self._items) - 1, -1, -1):
+            if self._items[i].id == message_id:
+                return i
+        return -1
+
+    def append_text(self, row: int, text: str) -> None:
+        self._items[row].content += text
+        idx = self.index(row)
+        self.dataChanged.emit(idx, idx, [MessageRole.Content])
+
+    def update(self, row: int, **changes: Any) -> None:
+        m = self._items[row]
+        roles = []
+        for key, value in changes.items():
+            setattr(m, key, value)
+            roles.append(MessageRole[key.capitalize()])
+        idx = self.index(row)
+        self.dataChanged.emit(idx, idx, roles)
+
+
+class LibraryRole(enum.IntEnum):
+    Model = Qt.ItemDataRole.UserRole + 1
+    Path = enum.auto()
+
+
+class LibraryTableModel(QAbstractTableModel):
+    COLUMNS = ("Name", "Architecture", "Parameters", "Quantization", "Size", "Context", "Source")
+    _SOURCES = {
+        "hearth": "Hearth",
+        "folder": "Your folder",
+        "file": "Used in place",
+        "starter": "Starter",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: list[LibraryModel] = []
+        self.loaded_path = ""
+
+    def rowCount(self, parent: _Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._items)
+
+    def columnCount(self, parent: _Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(self.COLUMNS)
+        ):
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._items):
+            return None
+        m = self._items[index.row()]
+        if role == LibraryRole.Model:
+            return m
+        if role == LibraryRole.Path:
+            return str(m.path)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{m.path}\n{m.error}" if m.error else str(m.path)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._cell(m, index.column())
+        if (
+            role == Qt.ItemDataRole.FontRole
+            and index.column() == 0
+            and str(m.path) == self.loaded_path
+        ):
+            from PySide6.QtGui import QFont
+
+            font = QFont()
+            font.setBold(True)
+            return font
+        return None
+
+    def _cell(self, m: LibraryModel, column: int) -> str:
+        i = m.info
+        if column == 0:
+            return m.name + ("  (loaded)" if str(m.path) == self.loaded_path else "")
+        if i is None:
+            return "Unusable: " + (m.error or "") if column == 1 else ""
+        return [
+            "",
+            i.architecture,
+            human_parameters(i.parameters),
+            i.quantization,
+            human_size(m.size_bytes),
+            f"{i.context_length:,}" if i.context_length else "?",
+            self._SOURCES.get(m.source, m.source) + (f" — {m.error}" if m.error else ""),
+        ][column]
+
+    def set_models(self, items: list[LibraryModel]) -> None:
+        self.beginResetModel()
+        self._items = list(items)
+        self.endResetModel()
+
+    def set_loaded(self, path: str) -> None:
+        self.loaded_path = path
+        if self._items:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._items) - 1, 0))
+
+    def models(self) -> list[LibraryModel]:
+        return list(self._items)
+
+    def model_at(self, row: int) -> LibraryModel:
+        return self._items[row]

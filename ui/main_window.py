@@ -1,0 +1,288 @@
+"""The main window: a sidebar of conversations and pages; it only assembles and wires them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, QPoint, Qt, QThreadPool, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListView,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.chats.store import ChatStore
+from app.context import AppContext
+from app.engine.types import LoadedModel
+from app.library import LibraryError, LibraryModel
+from ui.chat_page import ChatPage
+from ui.engine_controller import EngineController
+from ui.item_models import ConversationListModel, ConversationRole
+from ui.models_page import ModelsPage
+from ui.settings_page import SettingsPage
+from ui.tasks import run_task
+from ui.theme import apply_theme
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, ctx: AppContext, store: ChatStore, engine: EngineController) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.store = store
+        self.engine = engine
+        # Library work (scans, copies, deletes) runs on one background thread, in order.
+        self.library_pool = QThreadPool(self)
+        self.library_pool.setMaxThreadCount(1)
+        self.setWindowTitle("Hearth")
+        self.resize(1180, 760)
+
+        self.chat_page = ChatPage(ctx, store, engine)
+        self.models_page = ModelsPage(ctx.paths.models_dir)
+        self.settings_page = SettingsPage(ctx.settings)
+        self.pages = QStackedWidget()
+        for page in (self.chat_page, self.models_page, self.settings_page):
+            self.pages.addWidget(page)
+
+        # sidebar
+        self.conversations = ConversationListModel()
+        self.conversation_list = QListView()
+        self.conversation_list.setAccessibleName("Conversations")
+        self.conversation_list.setModel(self.conversations)
+        self.conversation_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.conversation_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.conversation_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.conversation_list.setUniformItemSizes(True)
+        self.conversation_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.conversation_list.customContextMenuRequested.connect(self._conversation_menu)
+        self.conversation_list.clicked.connect(self._on_conversation_clicked)
+        new_chat = QPushButton("+  New chat")
+        new_chat.setToolTip("New chat (Ctrl+N)")
+        new_chat.clicked.connect(self.new_chat)
+        title = QLabel("Hearth")
+        title.setObjectName("appTitle")
+        self.nav = QButtonGroup(self)
+        nav_layout = QVBoxLayout()
+        for i, label in enumerate(("Chat", "Models", "Settings")):
+            b = QPushButton(label)
+            b.setObjectName("navButton")
+            b.setCheckable(True)
+            self.nav.addButton(b, i)
+            nav_layout.addWidget(b)
+        self.nav.idClicked.connect(self.show_page)
+        self.nav.button(0).setChecked(True)
+
+        sidebar = QWidget()
+        sidebar.setObjectName("sidebar")
+        sidebar.setFixedWidth(250)
+        sl = QVBoxLayout(sidebar)
+        sl.setContentsMargins(10, 10, 10, 10)
+        sl.addWidget(title)
+        sl.addWidget(new_chat)
+        sl.addWidget(self.conversation_list, 1)
+        sl.addLayout(nav_layout)
+
+        central = QWidget()
+        cl = QHBoxLayout(central)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(0)
+        cl.addWidget(sidebar)
+        cl.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+
+        new_action = QAction("New chat", self)
+        new_action.setShortcut(QKeySequence.StandardKey.New)
+        new_action.triggered.connect(self.new_chat)
+        self.addAction(new_action)
+
+        # wiring
+        self.chat_page.conversation_created.connect(self._on_conversation_created)
+        self.chat_page.conversation_changed.connect(self._on_conversation_changed)
+        self.models_page.refresh_requested.connect(self.refresh_library)
+        self.models_page.load_requested.connect(self._load_model)
+        self.models_page.unload_requested.connect(engine.unload)
+        self.models_page.add_file_requested.connect(self.add_model_file)
+        self.models_page.add_folder_requested.connect(self.settings_page.add_folder)
+        self.models_page.delete_requested.connect(self.delete_model)
+        self.settings_page.changed.connect(ctx.save_settings)
+        self.settings_page.folders_changed.connect(self.refresh_library)
+        self.settings_page.theme_changed.connect(self._apply_theme)
+        self.settings_page.engine_settings_changed.connect(self._engine_settings_changed)
+        engine.model_loaded.connect(self._on_model_loaded)
+        engine.model_unloaded.connect(self._on_model_unloaded)
+        engine.model_load_failed.connect(self._on_model_load_failed)
+
+        self.reload_conversations()
+        self.new_chat()
+        self.refresh_library()
+
+    # pages
+
+    @Slot(int)
+    def show_page(self, index: int) -> None:
+        self.pages.setCurrentIndex(index)
+        self.nav.button(index).setChecked(True)
+        if index == 0:
+            self.chat_page.input.setFocus()
+
+    # conversations
+
+    def reload_conversations(self) -> None:
+        self.conversations.set_conversations(self.store.conversations())
+        current = self.chat_page.conversation
+        row = self.conversations.row_of(current.id) if current else -1
+        if row >= 0:
+            self.conversation_list.setCurrentIndex(self.conversations.index(row))
+        else:
+            self.conversation_list.clearSelection()
+
+    @Slot()
+    def new_chat(self) -> None:
+        self.chat_page.open_conversation(None)
+        self.conversation_list.clearSelection()
+        self.show_page(0)
+
+    def open_conversation(self, conversation_id: int) -> None:
+        self.chat_page.open_conversation(conversation_id)
+        self.reload_conversations()
+        self.show_page(0)
+
+    @Slot(QModelIndex)
+    def _on_conversation_clicked(self, index: QModelIndex) -> None:
+        self.open_conversation(index.data(ConversationRole.Id))
+
+    @Slot(int)
+    def _on_conversation_created(self, _conversation_id: int) -> None:
+        self.reload_conversations()
+
+    @Slot(int)
+    def _on_conversation_changed(self, _conversation_id: int) -> None:
+        self.reload_conversations()
+
+    @Slot(QPoint)
+    def _conversation_menu(self, pos: QPoint) -> None:
+        index = self.conversation_list.indexAt(pos)
+        if not index.isValid():
+            return
+        conversation_id = index.data(ConversationRole.Id)
+        menu = QMenu(self)
+        rename = menu.addAction("Rename…")
+        delete = menu.addAction("Delete")
+        chosen = menu.exec(self.conversation_list.viewport().mapToGlobal(pos))
+        if chosen is rename:
+            title, ok = QInputDialog.getText(self, "Rename chat", "Title:", text=index.data())
+            if ok and title.strip():
+                self.rename_conversation(conversation_id, title.strip())
+        elif chosen is delete:
+            answer = QMessageBox.question(
+                self, "Delete chat", f"Delete “{index.data()}”? This cannot be undone."
+            )
+            if answer == QMessageBox.StandardButton.Yes:
+                self.delete_conversation(conversation_id)
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        self.store.update_conversation(conversation_id, title=title)
+        self.reload_conversations()
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        current = self.chat_page.conversation
+        if current and current.id == conversation_id and self.engine.generating:
+            self.engine.stop()
+        self.store.delete_conversation(conversation_id)
+        if current and current.id == conversation_id:
+            self.chat_page.open_conversation(None)
+        self.reload_conversations()
+
+    # library
+
+    @Slot()
+    def refresh_library(self) -> None:
+        run_task(self.library_pool, self.ctx.library.scan, self._on_library, self._on_library_error)
+
+    def _on_library(self, models: list[LibraryModel]) -> None:
+        self.models_page.set_models(models)
+        self.models_page.set_loaded(self.engine.loaded_path)
+        self.chat_page.set_models(models)
+
+    def _on_library_error(self, error: Exception) -> None:
+        log.error("library scan failed: %s", error)
+        QMessageBox.warning(self, "Models", f"Could not list the models: {error}")
+
+    @Slot(str, bool)
+    def add_model_file(self, path: str, copy: bool) -> None:
+        run_task(
+            self.library_pool,
+            lambda: self.ctx.library.add(Path(path), copy=copy),
+            lambda _model: self.refresh_library(),
+            self._library_failed,
+        )
+
+    @Slot(object)
+    def delete_model(self, model: LibraryModel) -> None:
+        if str(model.path) in (self.engine.loaded_path, self.engine.loading_path):
+            self.engine.unload()
+        run_task(
+            self.library_pool,
+            lambda: self.ctx.library.delete(model),
+            lambda _none: self.refresh_library(),
+            self._library_failed,
+        )
+
+    def _library_failed(self, error: Exception) -> None:
+        message = str(error) if isinstance(error, LibraryError) else f"Unexpected error: {error}"
+        QMessageBox.warning(self, "Models", message)
+        self.refresh_library()
+
+    @Slot(str)
+    def _load_model(self, path: str) -> None:
+        i = self.chat_page.picker.findData(path)
+        if i >= 0:
+            self.chat_page.picker.setCurrentIndex(i)
+        self.ctx.settings.last_model = path
+        self.ctx.save_settings()
+        self.engine.load(path, self.ctx.load_params())
+
+    @Slot(object)
+    def _on_model_loaded(self, info: LoadedModel) -> None:
+        self.models_page.set_loaded(info.path)
+
+    @Slot()
+    def _on_model_unloaded(self) -> None:
+        self.models_page.set_loaded("")
+
+    @Slot(str, str)
+    def _on_model_load_failed(self, path: str, message: str) -> None:
+        self.models_page.set_loaded("")
+        if self.pages.currentWidget() is self.models_page:
+            QMessageBox.warning(self, "Could not load the model", message)
+
+    @Slot()
+    def _engine_settings_changed(self) -> None:
+        if self.engine.loaded_path and not self.engine.generating:
+            self.engine.reload(self.ctx.load_params())
+
+    @Slot(str)
+    def _apply_theme(self, theme: str) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, theme)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.chat_page._flush()
+        self.library_pool.waitForDone()
+        super().closeEvent(event)

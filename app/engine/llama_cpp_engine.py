@@ -47,7 +47,7 @@ _DECODE_ABORTED = 2
 
 
 def llama() -> ModuleType:
-    """Import llama-cpp-python on first use: it loads a large native library, not needed at startup."""
+    """Import llama-cpp-python on first use: its large native library is not needed at startup."""
     global _lib, _log_callback
     if _lib is None:
         import llama_cpp
@@ -276,7 +276,8 @@ class LlamaCppEngine:
         if len(tokens) >= self._n_ctx:
             raise EngineError(
                 f"The message is too long for this model's context ({len(tokens)} tokens; the "
-                f"context holds {self._n_ctx}). Shorten it, or raise the context length in Settings."
+                f"context holds {self._n_ctx}). Shorten it, or raise the context length in "
+                "Settings."
             )
         return tokens, dropped
 

@@ -27,7 +27,8 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         "{% set messages = messages[1:] %}{% else %}{% set system = '' %}{% endif %}"
         "{% for message in messages %}"
         "{% if message['role'] == 'user' %}"
-        "{{ bos_token + '[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' }}"
+        "{{ bos_token + '[INST] ' + (system if loop.first else '')"
+        " + message['content'] + ' [/INST]' }}"
         "{% else %}{{ ' ' + message['content'] + ' ' + eos_token }}{% endif %}"
         "{% endfor %}"
     ),

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from app import __version__
 from app.chats.store import ChatStore
 from app.context import AppContext
 from app.logs import setup_logging
+from resources import RESOURCES
 from ui.engine_controller import EngineController
 from ui.main_window import MainWindow
 from ui.theme import apply_theme
@@ -32,6 +34,7 @@ def run(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName("Hearth")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("hearth")
+    app.setWindowIcon(QIcon(str(RESOURCES / "hearth.svg")))
 
     ctx = AppContext.open()
     setup_logging(ctx.paths.log_file)

@@ -239,7 +239,10 @@ class ChatPage(QWidget):
 
     def _update_empty_text(self) -> None:
         if self._models or self.current_model_path():
-            text = f"Start a conversation with {self.current_model_name()}.\nEverything stays on this computer."
+            text = (
+                f"Start a conversation with {self.current_model_name()}.\n"
+                "Everything stays on this computer."
+            )
         else:
             text = (
                 "No models yet.\nOpen the Models page to add a GGUF file or a folder of them, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -158,7 +158,7 @@ class LibraryRole(enum.IntEnum):
 
 class LibraryTableModel(QAbstractTableModel):
     COLUMNS = ("Name", "Architecture", "Parameters", "Quantization", "Size", "Context", "Source")
-    _SOURCES = {
+    _SOURCES: ClassVar[dict[str, str]] = {
         "hearth": "Hearth",
         "folder": "Your folder",
         "file": "Used in place",

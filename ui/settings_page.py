@@ -62,7 +62,8 @@ class SettingsPage(QScrollArea):
         fl = QVBoxLayout(folders_box)
         fl.addWidget(
             QLabel(
-                "Hearth lists GGUF files in its own folder and in these (e.g. LM Studio's models folder)."
+                "Hearth lists GGUF files in its own folder and in these "
+                "(e.g. LM Studio's models folder)."
             )
         )
         fl.addWidget(self.folders)
@@ -87,7 +88,8 @@ class SettingsPage(QScrollArea):
         self.gpu_layers.setSpecialValueText("All")
         self.gpu_layers.setValue(settings.gpu_layers)
         self.gpu_layers.setToolTip(
-            "Layers to offload to the GPU (CUDA or Metal builds only); 0 keeps the model on the CPU."
+            "Layers to offload to the GPU (CUDA or Metal builds only); "
+            "0 keeps the model on the CPU."
         )
         self.flash = QCheckBox("Flash attention where supported")
         self.flash.setChecked(settings.flash_attention)

@@ -41,13 +41,19 @@ STYLESHEET = """
 #sidebar { background: palette(alternate-base); border-right: 1px solid palette(mid); }
 #sidebar QListView { background: transparent; border: none; }
 #sidebar QListView::item { padding: 6px 8px; border-radius: 6px; }
-#sidebar QListView::item:selected { background: palette(highlight); color: palette(highlighted-text); }
+#sidebar QListView::item:selected {
+    background: palette(highlight); color: palette(highlighted-text);
+}
 #appTitle { font-size: 18px; font-weight: 600; padding: 4px 2px; }
 #navButton { text-align: left; padding: 6px 10px; border: none; border-radius: 6px; }
 #navButton:checked { background: palette(button); font-weight: 600; }
-#userMessage { background: palette(alternate-base); border: 1px solid palette(midlight); border-radius: 10px; }
+#userMessage {
+    background: palette(alternate-base); border: 1px solid palette(midlight); border-radius: 10px;
+}
 #messageHeader { font-weight: 600; color: palette(highlight); }
-#messageFooter, #engineStatus, #librarySummary { color: palette(placeholder-text); font-size: 11px; }
+#messageFooter, #engineStatus, #librarySummary {
+    color: palette(placeholder-text); font-size: 11px;
+}
 #emptyChat { color: palette(placeholder-text); font-size: 15px; padding-top: 80px; }
 #sendButton { min-width: 72px; padding: 8px 14px; }
 QPlainTextEdit { border: 1px solid palette(mid); border-radius: 8px; padding: 4px; }

@@ -57,9 +57,11 @@ def test_models_add_and_human_list(
 ) -> None:
     path = make_model("added.gguf")
     code, out, _ = run(capsys, "models", "add", str(path))
-    assert code == 0 and "added" in out
+    assert code == 0
+    assert "added" in out
     code, out, _ = run(capsys, "models", "list")
-    assert "added" in out and "F32" in out
+    assert "added" in out
+    assert "F32" in out
 
 
 def test_chat_with_prompt_streams_and_saves(
@@ -79,7 +81,8 @@ def test_chat_with_prompt_streams_and_saves(
     assert conv["messages"][1]["status"] == "complete"
     assert conv["messages"][1]["stats"]["generated_tokens"] >= 1
     code, md, _ = run(capsys, "chats", "export", "--format", "md", str(conv["id"]))
-    assert code == 0 and "hello there" in md
+    assert code == 0
+    assert "hello there" in md
     code, listing, _ = run(capsys, "chats", "list")
     assert "hello there" in listing
 
@@ -98,7 +101,8 @@ def test_bad_input_one_line_no_traceback(
     code, _, err = run(capsys, *args)
     assert code == 1
     assert message in err
-    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
 
 
 def test_corrupt_model_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -106,7 +110,8 @@ def test_corrupt_model_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 100)
     code, _, err = run(capsys, "chat", "-m", str(bad), "hi")
     assert code == 1
-    assert err.startswith("hearth: bad.gguf:") and "Traceback" not in err
+    assert err.startswith("hearth: bad.gguf:")
+    assert "Traceback" not in err
 
 
 def test_no_models_at_all(hearth_home: Path, tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ def test_streams_text_and_stats(engine: LlamaCppEngine) -> None:
         [{"role": "user", "content": "hello"}], Sampling(max_tokens=20, seed=3), threading.Event()
     )
     deltas = list(reply)
-    assert deltas and all(isinstance(d, str) for d in deltas)
+    assert deltas
+    assert all(isinstance(d, str) for d in deltas)
     s = reply.stats
     assert 1 <= s.generated_tokens <= 20
     assert s.prompt_tokens == s.prompt_tokens_evaluated > 0
@@ -70,9 +71,7 @@ def test_stop_between_tokens(engine: LlamaCppEngine) -> None:
         Sampling(max_tokens=400, temperature=0, repeat_penalty=1.0),
         cancel,
     )
-    got = 0
-    for _ in reply:
-        got += 1
+    for got, _ in enumerate(reply, start=1):
         if got == 3:
             cancel.set()
     assert reply.stats.stop_reason in ("cancelled", "eos")
@@ -102,7 +101,7 @@ def test_follow_up_reuses_prefix(engine: LlamaCppEngine) -> None:
     list(second)
     s = second.stats
     assert s.prompt_tokens > first.stats.prompt_tokens
-    # Only the tail is evaluated: what the template adds after the previous turn plus the new message.
+    # Only the tail is evaluated: the template's glue after the last turn and the new message.
     assert s.prompt_tokens_evaluated < s.prompt_tokens - first.stats.prompt_tokens // 2
 
 

@@ -25,7 +25,8 @@ def engine(starter_model: Path) -> Iterator[LlamaCppEngine]:
 
 
 def test_streamed_reply_through_real_template(engine: LlamaCppEngine) -> None:
-    assert engine.loaded is not None and engine.loaded.template_source == "model"
+    assert engine.loaded is not None
+    assert engine.loaded.template_source == "model"
     prompt = engine.format_prompt([{"role": "user", "content": "What is the capital of France?"}])
     assert prompt.rstrip().endswith("<|im_start|>assistant")
     reply = engine.chat(
@@ -48,10 +49,8 @@ def test_stop_mid_reply(engine: LlamaCppEngine) -> None:
         Sampling(temperature=0, max_tokens=500),
         cancel,
     )
-    n = 0
     stopped_at = 0.0
-    for _ in reply:
-        n += 1
+    for n, _ in enumerate(reply, start=1):
         if n == 10:
             cancel.set()
             stopped_at = time.perf_counter()

@@ -44,11 +44,13 @@ def test_split_files_are_one_model(ctx: AppContext, make_model: Callable[..., Pa
     make_model("big-00002-of-00002.gguf", folder=folder)
     [model] = [m for m in ctx.library.scan() if m.name == "big"]
     assert model.usable
-    assert model.info is not None and model.info.shard_count == 2
+    assert model.info is not None
+    assert model.info.shard_count == 2
     assert model.size_bytes == sum(p.stat().st_size for p in folder.iterdir())
     (folder / "big-00002-of-00002.gguf").unlink()
     [model] = [m for m in ctx.library.scan() if m.name == "big"]
-    assert model.error and "Missing parts" in model.error
+    assert model.error
+    assert "Missing parts" in model.error
 
 
 def test_add_in_place_copy_and_delete(ctx: AppContext, make_model: Callable[..., Path]) -> None:
@@ -71,7 +73,7 @@ def test_add_in_place_copy_and_delete(ctx: AppContext, make_model: Callable[...,
 def test_add_refuses_invalid_file(ctx: AppContext, tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"nope")
-    with pytest.raises(LibraryError, match="bad.gguf"):
+    with pytest.raises(LibraryError, match=r"bad\.gguf"):
         ctx.library.add(bad)
 
 

@@ -9,7 +9,8 @@ def test_markdown_basics_and_code() -> None:
     )
     assert "<h1>Title</h1>" in html
     assert "<strong>bold</strong>" in html
-    assert "style=" in html and "def" in html  # highlighted with inline styles
+    assert "style=" in html
+    assert "def" in html
     assert "python" in html
 
 

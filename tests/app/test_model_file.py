@@ -33,7 +33,8 @@ def test_reads_starter_model_quickly(starter_model: Path) -> None:
     elapsed = time.perf_counter() - started
     assert (info.architecture, info.quantization, info.context_length) == ("llama", "Q4_1", 8192)
     assert 130e6 < info.parameters < 140e6
-    assert info.chat_template and "<|im_start|>" in info.chat_template
+    assert info.chat_template
+    assert "<|im_start|>" in info.chat_template
     # Only the header is read; GGUFReader needs seconds because it maps every tensor.
     assert elapsed < 1.0
 

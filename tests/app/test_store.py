@@ -70,7 +70,9 @@ def test_export_shapes(db: Path) -> None:
         ("assistant", "Lisbon."),
     ]
     md = export_markdown(data)
-    assert "# Trip" in md and "Lisbon." in md and "**You**" in md
+    assert "# Trip" in md
+    assert "Lisbon." in md
+    assert "**You**" in md
     assert store.export([c.id + 1])["conversations"] == []
 
 

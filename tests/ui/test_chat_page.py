@@ -34,7 +34,8 @@ def test_send_streams_reply_and_saves_it(
     assert page.messages.rowCount() == 2
     widgets = page.view.message_widgets()
     assert "Hello there! Here is" in widgets[1].text.toPlainText()
-    assert "bold" in widgets[1].text.toHtml() and "font-weight" in widgets[1].text.toHtml()
+    assert "bold" in widgets[1].text.toHtml()
+    assert "font-weight" in widgets[1].text.toHtml()
     assert "tokens/s" in widgets[1].footer.text()
     assert fake_engine.calls[-1] == [{"role": "user", "content": "Hi there"}]
     assert page.conversation is not None
@@ -77,7 +78,8 @@ def test_stop_mid_reply(qtbot: QtBot, window: MainWindow, fake_engine: FakeEngin
     assert page.conversation is not None
     reply = window.store.messages(page.conversation.id)[1]
     assert reply.status == "interrupted"
-    assert "w3" in reply.content and "w199" not in reply.content
+    assert "w3" in reply.content
+    assert "w199" not in reply.content
     assert "Stopped" in page.view.message_widgets()[1].footer.text()
 
 
@@ -133,7 +135,7 @@ def test_reopened_window_has_history(qtbot: QtBot, make_window: Callable[..., Ma
     second = make_window()
     assert second.conversations.rowCount() == 1
     second.open_conversation(second.conversations.index(0).data(0x0101))
-    assert [m.content for m in second.chat_page.messages._items][0] == "remember me"
+    assert next(m.content for m in second.chat_page.messages._items) == "remember me"
 
 
 def test_rename_and_delete_conversation(qtbot: QtBot, window: MainWindow) -> None:

@@ -1,4 +1,4 @@
-"""The whole path with the real engine and the starter model: type, Enter, a reply streams, saved."""
+"""The whole path with the real engine and starter model: type, Enter, a reply streams, saved."""
 
 from __future__ import annotations
 
@@ -33,5 +33,6 @@ def test_real_model_reply_streams_and_is_saved(
     assert "Paris" in page.view.message_widgets()[1].text.toPlainText()
     assert page.conversation is not None
     saved = window.store.messages(page.conversation.id)
-    assert saved[1].status == "complete" and "Paris" in saved[1].content
+    assert saved[1].status == "complete"
+    assert "Paris" in saved[1].content
     assert saved[1].stats["tokens_per_second"] > 0

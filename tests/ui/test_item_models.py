@@ -52,7 +52,8 @@ def test_library_model(qtmodeltester: ModelTester, make_model: Callable[..., Pat
     model.set_models(ctx.library.scan())
     qtmodeltester.check(model, force_py=True)
     names = [model.index(r, 0).data() for r in range(model.rowCount())]
-    assert "one" in names and "broken" in names
+    assert "one" in names
+    assert "broken" in names
     broken = names.index("broken")
     assert "Unusable" in model.index(broken, 1).data()
     one = names.index("one")

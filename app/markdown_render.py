@@ -71,6 +71,27 @@ def _lexer(lang: str) -> Any:
     return (_lexer_by_name(lang.lower()) if lang else None) or TextLexer()
 
 
+def stable_prefix_end(text: str, minimum: int) -> int:
+    """Where ``text`` can be cut so that the part before it is finished Markdown (0: nowhere).
+
+    A cut goes at the start of an unindented line after a blank line, outside code fences, at or
+    after ``minimum`` characters: the blocks before it no longer change as more text streams in.
+    """
+    cut = 0
+    pos = 0
+    in_fence = False
+    previous_blank = False
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip()
+        if not in_fence and previous_blank and pos >= minimum and line[:1] not in (" ", "\t", "\n"):
+            cut = pos
+        if stripped.startswith(("```", "~~~")):
+            in_fence = not in_fence
+        previous_blank = not stripped
+        pos += len(line)
+    return cut
+
+
 def plain_to_html(text: str) -> str:
     """User text shown as typed: escaped, line breaks kept."""
     return "<p>" + html.escape(text).replace("\n", "<br>") + "</p>"

@@ -30,6 +30,9 @@ from ui.item_models import MessageListModel
 
 log = logging.getLogger(__name__)
 FLUSH_MS = 1000  # a streaming reply is saved at least this often
+# New text shown per event-loop pass: a burst (a very fast engine, a long stall) is revealed over a
+# few frames instead of freezing one; at normal speeds every delta is shown as it comes.
+REVEAL_CHARS = 2000
 
 
 class MessageInput(QPlainTextEdit):
@@ -70,6 +73,8 @@ class _Stream:
     message_id: int
     parts: list[str] = field(default_factory=list)
     dirty: bool = False
+    unshown: str = ""  # received, not yet in the view
+    ending: tuple[Status, GenerationStats | None, str | None] | None = None
 
     @property
     def text(self) -> str:
@@ -132,6 +137,10 @@ class ChatPage(QWidget):
         self._flush_timer = QTimer(self)
         self._flush_timer.setInterval(FLUSH_MS)
         self._flush_timer.timeout.connect(self._flush)
+        self._reveal_timer = QTimer(self)
+        self._reveal_timer.setSingleShot(True)
+        self._reveal_timer.setInterval(0)
+        self._reveal_timer.timeout.connect(self._reveal)
 
         engine.model_loading.connect(self._on_loading)
         engine.model_loaded.connect(self._on_loaded)
@@ -228,6 +237,7 @@ class ChatPage(QWidget):
             for m in items:
                 if m.id == s.message_id:
                     m.content, m.status = s.text, "streaming"
+                    s.unshown = ""
         self.messages.set_messages(items)
         if self.conversation and self.conversation.model:
             i = self.picker.findData(self.conversation.model)
@@ -314,9 +324,23 @@ class ChatPage(QWidget):
             return
         s.parts.append(text)
         s.dirty = True
+        s.unshown += text
+        if not self._reveal_timer.isActive():
+            self._reveal()
+
+    @Slot()
+    def _reveal(self) -> None:
+        s = self._stream
+        if s is None:
+            return
+        piece, s.unshown = s.unshown[:REVEAL_CHARS], s.unshown[REVEAL_CHARS:]
         row = self._stream_row()
-        if row >= 0:
-            self.messages.append_text(row, text)
+        if row >= 0 and piece:
+            self.messages.append_text(row, piece)
+        if s.unshown:
+            self._reveal_timer.start()
+        elif s.ending is not None:
+            self._end_stream()
 
     @Slot()
     def _flush(self) -> None:
@@ -334,9 +358,20 @@ class ChatPage(QWidget):
         self.store.update_message(
             s.message_id, content=s.text, status=status, error=error, stats=stats_json
         )
+        s.ending = (status, stats, error)
+        if not s.unshown:
+            self._end_stream()
+
+    def _end_stream(self) -> None:
+        s = self._stream
+        assert s is not None
+        assert s.ending is not None
+        status, stats, error = s.ending
         row = self._stream_row()
         if row >= 0:
-            self.messages.update(row, status=status, error=error, stats=stats_json)
+            self.messages.update(
+                row, status=status, error=error, stats=stats.to_json() if stats else {}
+            )
         self._stream = None
         self.conversation_changed.emit(s.conversation_id)
 

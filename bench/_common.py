@@ -123,8 +123,8 @@ def llama_bench() -> Path:
     return exe
 
 
-def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool = True) -> float:
-    """llama-bench's generation speed (tokens/s) for one run of n_gen tokens."""
+def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool, depth: int = 0) -> float:
+    """llama-bench's generation speed (tokens/s) for one run of n_gen tokens after ``depth``."""
     out = subprocess.run(
         [
             str(llama_bench()),
@@ -138,6 +138,8 @@ def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool = True) ->
             str(threads),
             "-fa",
             "1" if flash else "0",
+            "-d",
+            str(depth),
             "-r",
             "1",
             "-o",

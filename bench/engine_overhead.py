@@ -17,7 +17,9 @@ from bench._common import figure, llama_bench_tg, machine, median, model_path, p
 PROMPT = "Write a long, detailed story about a lighthouse keeper and a storm."
 
 
-def hearth_path(model: Path, threads: int, n_gen: int) -> float:
+def hearth_path(model: Path, threads: int, n_gen: int) -> tuple[float, int]:
+    """Tokens/s through the real GUI path, and the prompt's length in tokens."""
+    from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
     from app.chats.store import ChatStore
@@ -27,7 +29,7 @@ def hearth_path(model: Path, threads: int, n_gen: int) -> float:
     from ui.chat_page import ChatPage
     from ui.engine_controller import EngineController
 
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])
     ctx = AppContext.open()
     ctx.settings.threads = threads
     ctx.settings.sampling = Sampling(temperature=0, max_tokens=n_gen, repeat_penalty=1.0)
@@ -36,23 +38,24 @@ def hearth_path(model: Path, threads: int, n_gen: int) -> float:
     page = ChatPage(ctx, store, engine)
     page.resize(1000, 800)
     page.show()
-    done: list[float] = []
+    done: list[tuple[float, int]] = []
 
     def finished(stats: object) -> None:
-        done.append(
-            getattr(stats, "tokens_per_second", 0.0)
-            if getattr(stats, "generated_tokens", 0) > 8
-            else -1
-        )
+        ok = getattr(stats, "generated_tokens", 0) > 8
+        tps = getattr(stats, "tokens_per_second", 0.0) if ok else -1.0
+        done.append((tps, getattr(stats, "prompt_tokens", 0)))
 
     engine.reply_finished.connect(finished)
-    engine.reply_failed.connect(lambda m: done.append(-1))
+    engine.reply_failed.connect(lambda m: done.append((-1.0, 0)))
     page.set_models([ctx.library.find(str(model))])  # selects and loads it
     page.input.setPlainText(PROMPT)
     page.send()
-    while not done:
-        app.processEvents()
-        time.sleep(0.001)
+    # Block in a real event loop, as the app does (polling would steal CPU and the GIL).
+    loop = QEventLoop()
+    engine.reply_finished.connect(loop.quit)
+    engine.reply_failed.connect(loop.quit)
+    if not done:
+        loop.exec()
     engine.shutdown()
     page.close()
     page.deleteLater()
@@ -60,7 +63,7 @@ def hearth_path(model: Path, threads: int, n_gen: int) -> float:
     return done[0]
 
 
-def direct(model: Path, threads: int, n_gen: int) -> float:
+def direct(model: Path, threads: int, n_gen: int, flash: bool) -> float:
     from llama_cpp import Llama
 
     llm = Llama(
@@ -68,13 +71,22 @@ def direct(model: Path, threads: int, n_gen: int) -> float:
         n_ctx=4096,
         n_threads=threads,
         n_threads_batch=threads,
-        flash_attn=True,
+        flash_attn=flash,
         verbose=False,
     )
+    # The same chat-formatted prompt Hearth sends, so both generate the same kind of text.
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from app.engine.templates import resolve_template
+    from app.model_file import read_model_file
+
+    template, _, _ = resolve_template(read_model_file(model).chat_template, "")
+    formatter = Jinja2ChatFormatter(template, eos_token="", bos_token="")
+    prompt = formatter(messages=[{"role": "user", "content": PROMPT}]).prompt
     first = last = 0.0
     n = 0
     for _chunk in llm.create_completion(
-        PROMPT, max_tokens=n_gen, temperature=0, repeat_penalty=1.0, stream=True
+        prompt, max_tokens=n_gen, temperature=0, repeat_penalty=1.0, stream=True
     ):
         n += 1
         last = time.perf_counter()
@@ -89,14 +101,19 @@ def main() -> None:
     model = model_path(args.model)
     n_gen = 64 if args.quick else 128
     runs = 5
-    print(
-        f"model {model.name}, {args.threads} threads, {n_gen} tokens, {runs} interleaved runs; {machine()}"
-    )
+    print(f"model {model.name}, {args.threads} threads, {n_gen} tokens, {runs} interleaved runs")
+    print(machine())
+    from app.engine.llama_cpp_engine import supports_gpu_offload
+
+    # The same flash-attention choice Hearth makes by default (on with a GPU, off on the CPU),
+    # and llama-bench generating after as many tokens as Hearth's prompt holds.
+    flash = supports_gpu_offload()
     results: dict[str, list[float]] = {"llama-bench": [], "llama-cpp-python": [], "hearth": []}
     for i in range(runs):
-        results["llama-bench"].append(llama_bench_tg(model, args.threads, n_gen))
-        results["llama-cpp-python"].append(direct(model, args.threads, n_gen))
-        results["hearth"].append(hearth_path(model, args.threads, n_gen))
+        tps, depth = hearth_path(model, args.threads, n_gen)
+        results["hearth"].append(tps)
+        results["llama-bench"].append(llama_bench_tg(model, args.threads, n_gen, flash, depth))
+        results["llama-cpp-python"].append(direct(model, args.threads, n_gen, flash))
         print(
             f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in results.items()), flush=True
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -91,8 +90,17 @@ class SettingsPage(QScrollArea):
             "Layers to offload to the GPU (CUDA or Metal builds only); "
             "0 keeps the model on the CPU."
         )
-        self.flash = QCheckBox("Flash attention where supported")
-        self.flash.setChecked(settings.flash_attention)
+        self.flash = QComboBox()
+        for label, value in (
+            ("Automatic (on with a GPU)", "auto"),
+            ("On", "on"),
+            ("Off", "off"),
+        ):
+            self.flash.addItem(label, value)
+        self.flash.setCurrentIndex(max(self.flash.findData(settings.flash_attention), 0))
+        self.flash.setToolTip(
+            "Faster on GPUs; on the CPU it slows long conversations, so Automatic leaves it off."
+        )
         self.template = QComboBox()
         self.template.addItem("The model's own", "")
         for name in BUILTIN_TEMPLATES:
@@ -102,7 +110,7 @@ class SettingsPage(QScrollArea):
         ef.addRow("CPU threads", self.threads)
         ef.addRow("Context length (tokens)", self.context)
         ef.addRow("GPU layers", self.gpu_layers)
-        ef.addRow("", self.flash)
+        ef.addRow("Flash attention", self.flash)
         ef.addRow("Chat template", self.template)
         layout.addWidget(engine_box)
 
@@ -154,7 +162,7 @@ class SettingsPage(QScrollArea):
 
         for w in (self.threads, self.context, self.gpu_layers):
             w.valueChanged.connect(self._engine_changed)
-        self.flash.toggled.connect(self._engine_changed)
+        self.flash.currentIndexChanged.connect(self._engine_changed)
         self.template.currentIndexChanged.connect(self._engine_changed)
         for d in (self.temperature, self.top_p, self.min_p, self.repeat):
             d.valueChanged.connect(self._sampling_changed)
@@ -179,7 +187,7 @@ class SettingsPage(QScrollArea):
         s.threads = self.threads.value()
         s.context_length = self.context.value()
         s.gpu_layers = self.gpu_layers.value()
-        s.flash_attention = self.flash.isChecked()
+        s.flash_attention = self.flash.currentData()
         s.chat_template_override = self.template.currentData()
         self.changed.emit()
         self.engine_settings_changed.emit()

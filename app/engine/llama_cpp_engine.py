@@ -146,10 +146,11 @@ class LlamaCppEngine:
         cparams.n_ubatch = params.batch_size
         cparams.n_threads = params.threads
         cparams.n_threads_batch = params.threads
+        mode = params.flash_attention
+        flash_on = mode == "on" or (mode == "auto" and layers > 0)
+        # When on, llama.cpp's AUTO still turns it off where the device cannot do it.
         cparams.flash_attn_type = (
-            lib.LLAMA_FLASH_ATTN_TYPE_AUTO
-            if params.flash_attention
-            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            lib.LLAMA_FLASH_ATTN_TYPE_AUTO if flash_on else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         cparams.no_perf = True
         ctx = lib.llama_init_from_model(model, cparams)
@@ -208,7 +209,7 @@ class LlamaCppEngine:
             self._n_ctx,
             params.threads,
             layers,
-            params.flash_attention,
+            flash_on,
             template_name,
             source,
         )

@@ -26,7 +26,7 @@ class LoadParams:
     context_length: int = 4096
     threads: int = 4
     gpu_layers: int = -1
-    flash_attention: bool = True
+    flash_attention: str = "auto"  # auto: on with GPU offload, off on the CPU
     chat_template_override: str = ""
     batch_size: int = 512
 

@@ -12,6 +12,7 @@ def test_defaults_when_missing(tmp_path: Path) -> None:
     assert s == Settings()
     assert s.context_length >= 2048  # llama-cpp-python's 512 is a trap
     assert s.gpu_layers == -1
+    assert s.flash_attention == "auto"
 
 
 def test_round_trip_and_atomic(tmp_path: Path) -> None:
@@ -30,6 +31,7 @@ def test_migrates_v1_and_rejects_bad_values(tmp_path: Path) -> None:
             {
                 "version": 1,
                 "n_ctx": 8192,
+                "flash_attention": False,
                 "threads": "many",
                 "theme": "purple",
                 "sampling": {"temperature": 1, "top_k": 1.5},
@@ -40,6 +42,7 @@ def test_migrates_v1_and_rejects_bad_values(tmp_path: Path) -> None:
     s = load_settings(path)
     assert s.version == SCHEMA_VERSION
     assert s.context_length == 8192
+    assert s.flash_attention == "off"  # v2's boolean switch
     assert s.threads == Settings().threads
     assert s.theme == "system"
     assert s.sampling.temperature == 1.0

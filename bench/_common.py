@@ -183,24 +183,20 @@ def random_1b_model() -> Path:
             else:
                 w.add_key_value(key, value, vtype)
     n_vocab = len(reader.fields["tokenizer.ggml.tokens"].contents())
-    rng = np.random.default_rng(0)
+    from tests.gguf_factory import add_llama_tensors
 
-    def t(name: str, *shape: int) -> None:
-        w.add_tensor(name, (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16))
-
-    t("token_embd.weight", n_vocab, n_embd)
-    for i in range(n_layer):
-        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        t(f"blk.{i}.attn_q.weight", n_embd, n_embd)
-        t(f"blk.{i}.attn_k.weight", n_embd // n_head * n_kv, n_embd)
-        t(f"blk.{i}.attn_v.weight", n_embd // n_head * n_kv, n_embd)
-        t(f"blk.{i}.attn_output.weight", n_embd, n_embd)
-        t(f"blk.{i}.ffn_gate.weight", n_ff, n_embd)
-        t(f"blk.{i}.ffn_up.weight", n_ff, n_embd)
-        t(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
-    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
-    t("output.weight", n_vocab, n_embd)
+    add_llama_tensors(
+        w,
+        np.random.default_rng(0),
+        n_vocab=n_vocab,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_ff=n_ff,
+        n_head=n_head,
+        n_kv=n_kv,
+        dtype=np.float16,
+        scale=0.02,
+    )
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     w.path = tmp  # type: ignore[attr-defined]

@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench._common import figure, machine, median, parser
 
 
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
-    from conftest import write_tiny_model
+    from tests.gguf_factory import write_tiny_model
 
     print(machine())
     with tempfile.TemporaryDirectory() as home:

@@ -186,3 +186,22 @@ def test_long_reply_streams_in_chunks_and_copies_whole(
     assert QGuiApplication.clipboard().text() == source
     assert page.conversation is not None
     assert window.store.messages(page.conversation.id)[1].content == source
+
+
+def test_streaming_reply_is_saved_while_it_streams(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    fake_engine.words = [f" w{i}" for i in range(400)]
+    fake_engine.delay = 0.01
+    page = window.chat_page
+    page.input.setPlainText("stream slowly")
+    page.send()
+    assert page.conversation is not None
+    conversation_id = page.conversation.id
+    # A second connection, as a restarted app would have, sees the partial reply within ~1 s.
+    reader = ChatStore(window.ctx.paths.chats_db)
+    qtbot.waitUntil(lambda: "w20" in reader.messages(conversation_id)[1].content, timeout=3000)
+    assert reader.messages(conversation_id)[1].status == "streaming"
+    with qtbot.waitSignal(window.engine.reply_finished, timeout=10_000):
+        page.stop()
+    reader.close()

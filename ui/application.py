@@ -41,6 +41,7 @@ def run(argv: list[str] | None = None) -> int:
     log.info("Hearth %s starting; data in %s", __version__, ctx.paths.data_dir)
     apply_theme(app, ctx.settings.theme)
     store = ChatStore(ctx.paths.chats_db)
+    store.recover_interrupted()
     engine = EngineController(create_engine)
     window = MainWindow(ctx, store, engine)
     window.show()

@@ -1,7 +1,8 @@
 """Conversations and messages in SQLite (WAL), migrated by ``PRAGMA user_version``.
 
-A streaming reply is written while it grows (status ``streaming``); if the process dies, the next
-open marks it ``interrupted`` so nothing that was on screen is lost and nothing pretends to be done.
+A streaming reply is written while it grows (status ``streaming``); if the process dies, the app's
+next start marks it ``interrupted``, so nothing that was on screen is lost and nothing pretends to
+be done.
 Every message records its parent, so edits and regenerations can become branches later.
 """
 
@@ -87,7 +88,17 @@ class ChatStore:
         # NORMAL in WAL mode survives an app crash; only power loss can drop the last commit.
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
-        self._db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+
+    def recover_interrupted(self) -> int:
+        """Mark replies left ``streaming`` by a process that died as ``interrupted``.
+
+        Only the app calls this, once at startup: a plain open must not touch a reply that
+        another process (the command line, say) is streaming right now.
+        """
+        cur = self._db.execute(
+            "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'"
+        )
+        return cur.rowcount
 
     def close(self) -> None:
         self._db.close()

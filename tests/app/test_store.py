@@ -50,8 +50,11 @@ def test_unfinished_reply_is_interrupted_after_a_crash(db: Path) -> None:
     c = store.create_conversation()
     store.add_message(c.id, "user", "Tell me a story")
     a = store.add_message(c.id, "assistant", "Once upon", "streaming")
-    # The process dies here: no close, no final update.
+    # The process dies here: no close, no final update. Another reader leaves it alone ...
+    assert ChatStore(db).message(a.id).status == "streaming"  # type: ignore[union-attr]
+    # ... and the app's next start recovers it.
     reopened = ChatStore(db)
+    assert reopened.recover_interrupted() == 1
     m = reopened.message(a.id)
     assert m is not None
     assert (m.content, m.status) == ("Once upon", "interrupted")

@@ -41,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     add = models.add_parser("add", help="add a GGUF file to the library")
     add.add_argument("path")
     add.add_argument("--copy", action="store_true", help="copy it into Hearth's folder")
+    rm = models.add_parser("rm", help="delete a model (a file used in place is only forgotten)")
+    rm.add_argument("model", help="name or part of the path (see `hearth models list`)")
+
+    search = sub.add_parser("search", help="search GGUF models on the Hugging Face Hub")
+    search.add_argument("query", nargs="?", default="")
+    search.add_argument("--json", action="store_true")
+    search.add_argument("--limit", type=int, default=20)
+
+    pull = sub.add_parser("pull", help="download a model from the Hub (resumes if interrupted)")
+    pull.add_argument("model", help="OWNER/REPO, OWNER/REPO:QUANT or OWNER/REPO:FILENAME")
 
     chat = sub.add_parser("chat", help="chat in the terminal")
     chat.add_argument("-m", "--model", help="library model name, part of its path, or a GGUF path")
@@ -71,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _chat(args)
         if args.command == "chats":
             return _chats(args)
+        if args.command == "search":
+            return _search(args)
+        if args.command == "pull":
+            return _pull(args)
     except CliError as e:
         print(f"hearth: {e}", file=sys.stderr)
         return 1
@@ -105,6 +119,14 @@ def _models(args: argparse.Namespace) -> int:
     from app.library import LibraryError
 
     ctx = _context()
+    if args.models_command == "rm":
+        try:
+            model = ctx.library.find(args.model)
+            ctx.library.delete(model)
+        except LibraryError as e:
+            raise CliError(str(e)) from None
+        print(f"Removed {model.name}")
+        return 0
     if args.models_command == "add":
         try:
             model = ctx.library.add(__import__("pathlib").Path(args.path), copy=args.copy)
@@ -134,6 +156,77 @@ def _models(args: argparse.Namespace) -> int:
             + (f"  [{m.error}]" if m.error else "")
         )
         print(f"    {m.path}")
+    return 0
+
+
+def _hub_token() -> str | None:
+    from app.secrets import get_token
+
+    return get_token()
+
+
+def _search(args: argparse.Namespace) -> int:
+    from app.hub import HubError, search
+
+    try:
+        results = search(args.query, limit=args.limit, token=_hub_token())
+    except HubError as e:
+        raise CliError(str(e)) from None
+    if args.json:
+        json.dump([r.__dict__ for r in results], sys.stdout, indent=2)
+        print()
+        return 0
+    if not results:
+        print("No GGUF models found.")
+    for r in results:
+        gated = "  [gated]" if r.gated else ""
+        print(f"{r.repo_id}  ↓{r.downloads:,}  ♥{r.likes:,}{gated}")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from app.downloads import Cancelled, Downloader
+    from app.hub import HubError, choose, list_models
+
+    repo_id, _, selector = args.model.partition(":")
+    ctx = _context()
+    token = _hub_token()
+    try:
+        model = choose(list_models(repo_id, token=token), selector)
+    except HubError as e:
+        raise CliError(str(e)) from None
+    files = f"{len(model.files)} file{'s' if len(model.files) > 1 else ''}"
+    print(f"Downloading {repo_id} {model.quant} ({human_size(model.size)}, {files})")
+    last = [0.0, time.monotonic(), 0]  # last print, rate window start, bytes at window start
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.1 and done < total:
+            return  # at most 10 updates a second
+        last[0] = now
+        if now - last[1] > 1.0:
+            last[1], last[2] = now, done
+        rate = (done - last[2]) / max(now - last[1], 1e-3)
+        width = 30
+        filled = int(width * done / total) if total else width
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done / 1e6:,.1f}/{total / 1e6:,.1f} MB"
+            f"  {rate / 1e6:6.1f} MB/s "
+        )
+        sys.stderr.flush()
+
+    try:
+        paths = Downloader(token=token).pull(
+            model, ctx.paths.models_dir, ctx.paths.partial_dir, progress
+        )
+    except KeyboardInterrupt:
+        sys.stderr.write("\nPaused. Run the same command again to resume.\n")
+        return 130
+    except (Cancelled, HubError) as e:
+        sys.stderr.write("\n")
+        raise CliError(str(e)) from None
+    sys.stderr.write("\n")
+    print(f"Saved {paths[0]}")
     return 0
 
 

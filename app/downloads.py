@@ -1,0 +1,237 @@
+"""Resumable, verified downloads of model files from the Hub.
+
+A file is fetched into ``partial/<owner>/<repo>/<file>.part`` (outside the models folder, so a
+partial download never looks like a model), resumed with HTTP Range requests after a failure or a
+kill, checked against the Hub's sha256, and only then moved into ``models/<owner>/<repo>/`` with an
+atomic rename. Stalls (no bytes for ``stall_seconds``), dropped connections, 429 (honouring
+Retry-After) and 5xx are retried with backoff; other errors are explained in plain words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from app.hub import (
+    HubError,
+    OfflineError,
+    RemoteFile,
+    RemoteModel,
+    endpoint,
+    offline,
+    safe_relative_path,
+)
+
+log = logging.getLogger(__name__)
+CHUNK = 1 << 20
+DISK_MARGIN = 256 * 1024 * 1024  # never fill a disk to the last byte
+
+Progress = Callable[[int, int], None]  # bytes done, bytes total (of the whole model)
+
+
+class DownloadError(HubError):
+    pass
+
+
+class ChecksumMismatch(DownloadError):
+    pass
+
+
+class Cancelled(DownloadError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    file: RemoteFile
+    dest: Path
+    part: Path
+
+
+def plan(model: RemoteModel, models_dir: Path, partial_dir: Path) -> list[Target]:
+    from huggingface_hub import hf_hub_url
+
+    owner_repo = PurePosixPath(*safe_relative_path(model.repo_id).parts)
+    if len(owner_repo.parts) != 2:
+        raise HubError(f"{model.repo_id!r} is not an owner/name repository id.")
+    home = models_dir.joinpath(*owner_repo.parts)
+    targets = []
+    for f in model.files:
+        rel = safe_relative_path(f.name)
+        dest = home.joinpath(*rel.parts)
+        if home.resolve() not in dest.resolve().parents:
+            raise HubError(f"The repository lists an unsafe file name: {f.name!r}")
+        part = partial_dir.joinpath(*owner_repo.parts, *rel.parts[:-1], rel.name + ".part")
+        url = hf_hub_url(model.repo_id, f.name, endpoint=endpoint())
+        targets.append(Target(url, f, dest, part))
+    return targets
+
+
+def _retry_after(value: str | None, default: float) -> float:
+    try:
+        return min(max(float(value or default), 0.0), 120.0)
+    except ValueError:
+        return default
+
+
+class Downloader:
+    def __init__(
+        self,
+        token: str | None = None,
+        stall_seconds: float = 30.0,
+        max_attempts: int = 8,
+        backoff: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.token = token
+        self.stall_seconds = stall_seconds
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.sleep = sleep
+
+    def pull(
+        self,
+        model: RemoteModel,
+        models_dir: Path,
+        partial_dir: Path,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Path]:
+        """Download every file of ``model``; returns the final paths. Call again to resume."""
+        if offline():
+            raise OfflineError("Hearth is offline (HF_HUB_OFFLINE is set): no connection is made.")
+        targets = plan(model, models_dir, partial_dir)
+        total = model.size
+        todo = [
+            t for t in targets if not (t.dest.exists() and t.dest.stat().st_size == t.file.size)
+        ]
+        have = sum(t.part.stat().st_size for t in todo if t.part.exists())
+        needed = sum(t.file.size for t in todo) - have
+        partial_dir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(partial_dir).free
+        if needed + DISK_MARGIN > free:
+            raise DownloadError(
+                f"Not enough disk space: {model.name} needs {needed / 1e9:.2f} GB more, "
+                f"{free / 1e9:.2f} GB is free."
+            )
+        done_before = sum(t.file.size for t in targets if t not in todo)
+        for t in todo:
+            base = done_before
+
+            def report(n: int, base: int = base) -> None:
+                if progress:
+                    progress(base + n, total)
+
+            self._fetch(t, report, cancel or threading.Event())
+            done_before += t.file.size
+        return [t.dest for t in targets]
+
+    def _fetch(self, t: Target, report: Callable[[int], None], cancel: threading.Event) -> None:
+        import httpx2 as httpx
+        from huggingface_hub import get_session
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+        t.part.parent.mkdir(parents=True, exist_ok=True)
+        meta = t.part.with_name(t.part.name + ".json")
+        expected = {"size": t.file.size, "sha256": t.file.sha256}
+        try:
+            if json.loads(meta.read_text()) != expected:
+                t.part.unlink(missing_ok=True)  # the file changed on the Hub: start over
+        except (OSError, ValueError):
+            t.part.unlink(missing_ok=True)
+        meta.write_text(json.dumps(expected))
+
+        headers = build_hf_headers(token=self.token or False)
+        session = get_session()
+        attempts = 0
+        while True:
+            start = t.part.stat().st_size if t.part.exists() else 0
+            if start > t.file.size:
+                t.part.unlink()
+                start = 0
+            if start == t.file.size:
+                break
+            report(start)
+            if cancel.is_set():
+                raise Cancelled("Download paused.")
+            wait = self.backoff * 2 ** min(attempts, 6)
+            got = 0
+            try:
+                timeout = httpx.Timeout(self.stall_seconds, connect=min(self.stall_seconds, 15.0))
+                with session.stream(
+                    "GET",
+                    t.url,
+                    headers={**headers, "Range": f"bytes={start}-"},
+                    timeout=timeout,
+                    follow_redirects=True,
+                ) as r:
+                    status = r.status_code
+                    if status in (401, 403):
+                        raise DownloadError(
+                            f"Access denied to {t.file.name}: the repository is gated or private. "
+                            "Accept its terms on its Hub page and add a Hugging Face token."
+                        )
+                    if status == 404:
+                        raise DownloadError(f"{t.file.name} was not found on the Hub.")
+                    if status == 416:
+                        t.part.unlink(missing_ok=True)
+                        continue
+                    if status == 429 or status >= 500:
+                        wait = (
+                            _retry_after(r.headers.get("Retry-After"), wait)
+                            if status == 429
+                            else wait
+                        )
+                        raise _Retry(f"HTTP {status}")
+                    if status not in (200, 206):
+                        raise DownloadError(f"The Hub answered HTTP {status} for {t.file.name}.")
+                    mode = "ab" if status == 206 else "wb"  # 200: the server ignored Range
+                    written = start if status == 206 else 0
+                    with open(t.part, mode) as out:
+                        for chunk in r.iter_bytes():  # as it arrives: a kill loses little
+                            out.write(chunk)
+                            got += len(chunk)
+                            written += len(chunk)
+                            report(written)
+                            if cancel.is_set():
+                                raise Cancelled("Download paused.")
+            except (_Retry, httpx.TransportError) as e:
+                attempts = 0 if got else attempts + 1
+                if attempts >= self.max_attempts:
+                    raise DownloadError(
+                        f"Downloading {t.file.name} keeps failing ({e}); it will resume from "
+                        "where it stopped when you try again."
+                    ) from None
+                log.info("download of %s interrupted (%s); retrying in %.1fs", t.file.name, e, wait)
+                self.sleep(wait)
+        self._verify_and_place(t)
+
+    def _verify_and_place(self, t: Target) -> None:
+        if t.file.sha256:
+            h = hashlib.sha256()
+            with open(t.part, "rb") as f:
+                while block := f.read(CHUNK * 8):
+                    h.update(block)
+            if h.hexdigest() != t.file.sha256.lower():
+                bad = t.part.with_name(t.part.name + ".corrupt")
+                os.replace(t.part, bad)
+                raise ChecksumMismatch(
+                    f"{t.file.name} does not match the Hub's checksum, so it was not added "
+                    f"(kept as {bad.name} for inspection). Download it again."
+                )
+        t.dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(t.part, t.dest)
+        t.part.with_name(t.part.name + ".json").unlink(missing_ok=True)
+
+
+class _Retry(Exception):
+    pass

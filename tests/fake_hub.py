@@ -1,0 +1,241 @@
+"""A local fake of the Hugging Face Hub on 127.0.0.1, answering with the real Hub's shapes.
+
+Model search (``/api/models``), model info with file sizes and LFS sha256 (``?blobs=true``),
+``resolve`` with X-Repo-Commit / X-Linked-Etag / X-Linked-Size and a 302 to another host name that
+serves the bytes with Range support, ``X-Error-Code`` for gated and missing repos, and scripted
+faults per file (a dropped connection, a stall, 429, 500, throttling, a corrupted byte).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class FakeRepo:
+    files: dict[str, bytes]
+    gated: bool = False
+    downloads: int = 1000
+    likes: int = 10
+    sha_override: dict[str, str] = field(default_factory=dict)
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.repos: dict[str, FakeRepo] = {}
+        self.faults: dict[str, list[str]] = {}  # file name -> actions for successive byte requests
+        self.throttle: float = 0.0  # bytes per second, 0 = unlimited
+        self.requests: list[tuple[str, str, str]] = []  # method, path, Range header
+        self.token = "hf_test_token"
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                hub._handle(self, head=True)
+
+            def do_GET(self) -> None:
+                hub._handle(self, head=False)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add(self, repo_id: str, files: dict[str, bytes], **kwargs: Any) -> None:
+        self.repos[repo_id] = FakeRepo(files, **kwargs)
+
+    # responses
+
+    def _json(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _error(self, h: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+        self._json(
+            h, status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message}
+        )
+
+    def _authorized(self, h: BaseHTTPRequestHandler) -> bool:
+        return h.headers.get("Authorization") == f"Bearer {self.token}"
+
+    def _handle(self, h: BaseHTTPRequestHandler, head: bool) -> None:
+        url = urllib.parse.urlsplit(h.path)
+        path = urllib.parse.unquote(url.path)
+        query = urllib.parse.parse_qs(url.query)
+        self.requests.append((h.command, path, h.headers.get("Range", "")))
+        if path == "/api/models":
+            return self._search(h, query)
+        if path == "/api/whoami-v2":
+            if self._authorized(h):
+                return self._json(h, 200, {"type": "user", "name": "tester"})
+            return self._error(h, 401, "", "Invalid credentials in Authorization header")
+        if path.startswith("/api/models/"):
+            repo_id = path[len("/api/models/") :].split("/revision/")[0]
+            return self._info(h, repo_id)
+        if path.startswith("/cdn/"):
+            return self._bytes(h, path[len("/cdn/") :], head)
+        if "/resolve/" in path:
+            repo_id, _, rest = path.lstrip("/").partition("/resolve/")
+            _rev, _, name = rest.partition("/")
+            return self._resolve(h, repo_id, name)
+        self._error(h, 404, "RepoNotFound", "Not found")
+
+    def _search(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
+        text = (query.get("search") or [""])[0].lower()
+        limit = int((query.get("limit") or ["1000"])[0])
+        items = [
+            {
+                "_id": f"id-{repo_id}",
+                "id": repo_id,
+                "likes": repo.likes,
+                "downloads": repo.downloads,
+                "gated": "auto" if repo.gated else False,
+                "private": False,
+                "tags": ["gguf"],
+                "library_name": "gguf",
+                "createdAt": "2025-01-01T00:00:00.000Z",
+                "lastModified": "2025-06-01T00:00:00.000Z",
+            }
+            for repo_id, repo in self.repos.items()
+            if text in repo_id.lower()
+        ]
+        self._json(h, 200, items[:limit])
+
+    def _info(self, h: BaseHTTPRequestHandler, repo_id: str) -> None:
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return self._error(h, 404, "RepoNotFound", f"Repository {repo_id} not found")
+        siblings = []
+        for name, data in repo.files.items():
+            sha = repo.sha_override.get(name, hashlib.sha256(data).hexdigest())
+            siblings.append(
+                {
+                    "rfilename": name,
+                    "size": len(data),
+                    "blobId": sha[:40],
+                    "lfs": {"sha256": sha, "size": len(data), "pointerSize": 134},
+                }
+            )
+        self._json(
+            h,
+            200,
+            {
+                "_id": f"id-{repo_id}",
+                "id": repo_id,
+                "sha": COMMIT,
+                "private": False,
+                "gated": "auto" if repo.gated else False,
+                "disabled": False,
+                "downloads": repo.downloads,
+                "likes": repo.likes,
+                "tags": ["gguf"],
+                "lastModified": "2025-06-01T00:00:00.000Z",
+                "siblings": siblings,
+            },
+        )
+
+    def _resolve(self, h: BaseHTTPRequestHandler, repo_id: str, name: str) -> None:
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return self._error(h, 404, "RepoNotFound", f"Repository {repo_id} not found")
+        if repo.gated and not self._authorized(h):
+            return self._error(h, 401, "GatedRepo", f"Access to model {repo_id} is restricted.")
+        if name not in repo.files:
+            return self._error(h, 404, "EntryNotFound", f"{name} does not exist")
+        data = repo.files[name]
+        sha = hashlib.sha256(data).hexdigest()
+        h.send_response(302)
+        # Large files live on another host (the real Hub's CDN); "localhost" is another name here.
+        h.send_header(
+            "Location", f"http://localhost:{self.port}/cdn/{repo_id}/{urllib.parse.quote(name)}"
+        )
+        h.send_header("X-Repo-Commit", COMMIT)
+        h.send_header("X-Linked-Etag", f'"{sha}"')
+        h.send_header("X-Linked-Size", str(len(data)))
+        h.send_header("ETag", f'"{sha[:40]}"')
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    def _bytes(self, h: BaseHTTPRequestHandler, rest: str, head: bool) -> None:
+        owner, repo_name, name = rest.split("/", 2)
+        repo = self.repos[f"{owner}/{repo_name}"]
+        data = repo.files[name]
+        action = self.faults.get(name, []).pop(0) if self.faults.get(name) else ""
+        if action.startswith("429"):
+            return self._json(
+                h, 429, {"error": "Too many requests"}, {"Retry-After": action.split(":")[1]}
+            )
+        if action == "500":
+            return self._json(h, 500, {"error": "Internal error"})
+        if action == "corrupt":
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        start = 0
+        rng = h.headers.get("Range", "")
+        if rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0] or 0)
+        if start >= len(data) and data:
+            h.send_response(416)
+            h.send_header("Content-Range", f"bytes */{len(data)}")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        body = data[start:]
+        h.send_response(206 if start else 200)
+        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Accept-Ranges", "bytes")
+        if start:
+            h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        h.end_headers()
+        if head:
+            return
+        limit = len(body)
+        if action.startswith(("drop:", "stall:")):
+            limit = int(action.split(":")[1])
+        sent = 0
+        step = 16384
+        try:
+            while sent < limit:
+                piece = body[sent : min(sent + step, limit)]
+                h.wfile.write(piece)
+                h.wfile.flush()
+                sent += len(piece)
+                if self.throttle:
+                    time.sleep(len(piece) / self.throttle)
+            if action.startswith("stall:"):
+                time.sleep(5)  # no bytes: the client must notice and reconnect
+            if sent < len(body):
+                h.close_connection = True
+        except (BrokenPipeError, ConnectionResetError):
+            pass

@@ -153,11 +153,16 @@ class Downloader:
         headers = build_hf_headers(token=self.token or False)
         session = get_session()
         attempts = 0
+        # Hashed while it downloads; only bytes kept from an earlier run are read back once.
+        hasher = hashlib.sha256()
+        hashed = 0
         while True:
             start = t.part.stat().st_size if t.part.exists() else 0
             if start > t.file.size:
                 t.part.unlink()
                 start = 0
+            if start != hashed:
+                hasher, hashed = _hash_file(t.part, start), start
             if start == t.file.size:
                 break
             report(start)
@@ -196,9 +201,15 @@ class Downloader:
                         raise DownloadError(f"The Hub answered HTTP {status} for {t.file.name}.")
                     mode = "ab" if status == 206 else "wb"  # 200: the server ignored Range
                     written = start if status == 206 else 0
+                    if status == 200 and start:
+                        hasher, hashed = hashlib.sha256(), 0
                     with open(t.part, mode) as out:
-                        for chunk in r.iter_bytes():  # as it arrives: a kill loses little
+                        # As the network delivers it: with a chunk size, httpx buffers bytes that a
+                        # dropped connection then throws away.
+                        for chunk in r.iter_raw():
                             out.write(chunk)
+                            hasher.update(chunk)
+                            hashed += len(chunk)
                             got += len(chunk)
                             written += len(chunk)
                             report(written)
@@ -213,21 +224,16 @@ class Downloader:
                     ) from None
                 log.info("download of %s interrupted (%s); retrying in %.1fs", t.file.name, e, wait)
                 self.sleep(wait)
-        self._verify_and_place(t)
+        self._verify_and_place(t, hasher.hexdigest())
 
-    def _verify_and_place(self, t: Target) -> None:
-        if t.file.sha256:
-            h = hashlib.sha256()
-            with open(t.part, "rb") as f:
-                while block := f.read(CHUNK * 8):
-                    h.update(block)
-            if h.hexdigest() != t.file.sha256.lower():
-                bad = t.part.with_name(t.part.name + ".corrupt")
-                os.replace(t.part, bad)
-                raise ChecksumMismatch(
-                    f"{t.file.name} does not match the Hub's checksum, so it was not added "
-                    f"(kept as {bad.name} for inspection). Download it again."
-                )
+    def _verify_and_place(self, t: Target, digest: str) -> None:
+        if t.file.sha256 and digest != t.file.sha256.lower():
+            bad = t.part.with_name(t.part.name + ".corrupt")
+            os.replace(t.part, bad)
+            raise ChecksumMismatch(
+                f"{t.file.name} does not match the Hub's checksum, so it was not added "
+                f"(kept as {bad.name} for inspection). Download it again."
+            )
         t.dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(t.part, t.dest)
         t.part.with_name(t.part.name + ".json").unlink(missing_ok=True)
@@ -235,3 +241,13 @@ class Downloader:
 
 class _Retry(Exception):
     pass
+
+
+def _hash_file(path: Path, length: int) -> hashlib._Hash:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        remaining = length
+        while remaining and (block := f.read(min(CHUNK * 8, remaining))):
+            h.update(block)
+            remaining -= len(block)
+    return h

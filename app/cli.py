@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # frozen bundles start the engine process through main()
     args = _parser().parse_args(argv)
     if args.command in (None, "gui"):
         return _gui()

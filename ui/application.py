@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def create_engine():  # type: ignore[no-untyped-def]
-    # Imported on the engine thread's first use: llama.cpp's library is not needed to show a window.
-    from app.engine.llama_cpp_engine import LlamaCppEngine
+    # llama.cpp runs on the main thread of its own process (faster there, and a native crash
+    # cannot take the window down); the process starts on the engine thread's first use.
+    from app.engine.process import ProcessEngine
+    from app.paths import get_paths
 
-    return LlamaCppEngine()
+    return ProcessEngine(log_file=str(get_paths().log_file))
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -101,6 +101,15 @@ class EngineWorker(QObject):
             self._engine.unload()
         self.unloaded.emit(request_id)
 
+    @Slot()
+    def close(self) -> None:
+        """Free the model and, for an engine in its own process, end that process."""
+        close = getattr(self._engine, "close", None)
+        if close is not None:
+            close()
+        elif self._engine is not None:
+            self._engine.unload()
+
 
 class EngineController(QObject):
     """The GUI thread's handle on the engine thread."""
@@ -117,6 +126,7 @@ class EngineController(QObject):
     _request_load = Signal(int, str, object, object)
     _request_generate = Signal(int, object, object, object)
     _request_unload = Signal(int)
+    _request_close = Signal()
 
     def __init__(self, engine_factory: Callable[[], Engine], parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -127,6 +137,7 @@ class EngineController(QObject):
         self._request_load.connect(self._worker.load)
         self._request_generate.connect(self._worker.generate)
         self._request_unload.connect(self._worker.unload)
+        self._request_close.connect(self._worker.close)
         self._worker.loaded.connect(self._on_loaded)
         self._worker.load_failed.connect(self._on_load_failed)
         self._worker.delta.connect(self._on_delta)
@@ -187,7 +198,7 @@ class EngineController(QObject):
         """Stop whatever runs, free the model, end the thread (called when the app closes)."""
         self._generate_cancel.set()
         self._load_cancel.set()
-        self._request_unload.emit(self._new_id())
+        self._request_close.emit()
         self._thread.quit()
         self._thread.wait()
 

@@ -1,0 +1,203 @@
+"""The llama.cpp engine in a child process, run on that process's main thread.
+
+Measured here (SmolLM2, 2 cores, one process, 8 rotated rounds): the same engine generated 117.6
+tokens/s called from a process's main thread but 87.8 from a plain thread and 91.5 from a QThread;
+on a child process's main thread it made 120.5. The GUI needs its own main thread, so the engine
+gets a process. A bonus: a crash in native code ends the child, not the app — the reply fails with
+a plain message and the next request starts a fresh engine process.
+
+``ProcessEngine`` implements the same interface as ``LlamaCppEngine``; one thread uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import threading
+from collections.abc import Iterator
+from dataclasses import fields
+from multiprocessing.connection import Connection
+from typing import Any
+
+from app.engine.types import (
+    ChatMessage,
+    EngineError,
+    GenerationStats,
+    LoadedModel,
+    LoadParams,
+    Reply,
+)
+from app.settings import Sampling
+
+log = logging.getLogger(__name__)
+CRASHED = (
+    "The engine stopped unexpectedly (a crash in llama.cpp); it restarts with your next message."
+)
+
+
+def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
+    """The child's main loop: one command at a time, replies on the same pipe."""
+    if log_file:
+        from pathlib import Path
+
+        from app.logs import setup_logging
+
+        setup_logging(Path(log_file))
+    from app.engine.llama_cpp_engine import LlamaCppEngine
+
+    engine = LlamaCppEngine()
+    while True:
+        try:
+            command, *args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if command == "load":
+                path, params = args
+                conn.send(("loaded", engine.load(path, params, cancel)))
+            elif command == "unload":
+                engine.unload()
+                conn.send(("unloaded",))
+            elif command == "chat":
+                messages, sampling = args
+                reply = engine.chat(messages, sampling, cancel)
+                for text in reply:
+                    conn.send(("delta", text))
+                conn.send(("done", reply.stats))
+            elif command == "quit":
+                engine.unload()
+                return
+        except EngineError as e:
+            conn.send(("error", str(e)))
+        except Exception as e:  # keep serving; the parent shows the message
+            log.exception("engine command %s failed", command)
+            conn.send(("error", f"The engine failed unexpectedly: {e}"))
+
+
+class ProcessEngine:
+    def __init__(self, log_file: str | None = None) -> None:
+        self._ctx = mp.get_context("spawn")  # no forked Qt or llama.cpp state in the child
+        self._log_file = log_file
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._cancel: Any = None
+        self._loaded: LoadedModel | None = None
+        self._last_load: tuple[str, LoadParams] | None = None
+        self._reload_after_crash = False
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._loaded
+
+    def _ensure(self) -> Connection:
+        if self._proc is None or not self._proc.is_alive():
+            parent, child = self._ctx.Pipe()
+            self._cancel = self._ctx.Event()
+            self._proc = self._ctx.Process(
+                target=_serve,
+                args=(child, self._cancel, self._log_file),
+                daemon=True,
+                name="hearth-engine",
+            )
+            self._proc.start()
+            child.close()
+            self._conn = parent
+        assert self._conn is not None
+        return self._conn
+
+    def _receive(self, cancel: threading.Event | None) -> tuple[Any, ...]:
+        conn = self._conn
+        assert conn is not None
+        while not conn.poll(0.02):
+            if cancel is not None and cancel.is_set():
+                self._cancel.set()
+            if not self._proc.is_alive() and not conn.poll(0):
+                raise EOFError
+        message: tuple[Any, ...] = conn.recv()
+        return message
+
+    def _crashed(self) -> EngineError:
+        log.error(
+            "the engine process ended (exit code %s)", self._proc.exitcode if self._proc else None
+        )
+        self._proc = None
+        self._loaded = None
+        self._reload_after_crash = self._last_load is not None
+        return EngineError(CRASHED)
+
+    def load(
+        self, path: str, params: LoadParams, cancel: threading.Event | None = None
+    ) -> LoadedModel:
+        conn = self._ensure()
+        self._cancel.clear()
+        try:
+            conn.send(("load", path, params))
+            kind, *rest = self._receive(cancel)
+        except (EOFError, OSError, BrokenPipeError):
+            raise self._crashed() from None
+        if kind == "error":
+            self._loaded = None
+            raise EngineError(rest[0])
+        self._loaded = rest[0]
+        self._last_load = (path, params)
+        self._reload_after_crash = False
+        return rest[0]  # type: ignore[no-any-return]
+
+    def unload(self) -> None:
+        if self._proc is None or not self._proc.is_alive() or self._conn is None:
+            self._loaded = None
+            return
+        try:
+            self._conn.send(("unload",))
+            self._receive(None)
+        except (EOFError, OSError):
+            self._proc = None
+        self._loaded = None
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.is_alive() and self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send(("quit",))
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+        self._proc = None
+        self._loaded = None
+
+    def chat(
+        self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
+    ) -> Reply:
+        if self._loaded is None and self._reload_after_crash and self._last_load is not None:
+            self._reload_after_crash = False
+            self.load(*self._last_load)  # what the crash message promised
+        if self._loaded is None:
+            raise EngineError("No model is loaded.")
+        stats = GenerationStats()
+        return Reply(self._stream(messages, sampling, cancel, stats), stats)
+
+    def _stream(
+        self,
+        messages: list[ChatMessage],
+        sampling: Sampling,
+        cancel: threading.Event,
+        stats: GenerationStats,
+    ) -> Iterator[str]:
+        if self._proc is None or not self._proc.is_alive() or self._conn is None:
+            raise self._crashed()
+        conn = self._conn
+        self._cancel.clear()
+        try:
+            conn.send(("chat", messages, sampling))
+            while True:
+                kind, *rest = self._receive(cancel)
+                if kind == "delta":
+                    yield rest[0]
+                elif kind == "done":
+                    for f in fields(GenerationStats):
+                        setattr(stats, f.name, getattr(rest[0], f.name))
+                    return
+                else:
+                    raise EngineError(rest[0])
+        except (EOFError, OSError):
+            raise self._crashed() from None

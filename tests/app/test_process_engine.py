@@ -1,0 +1,89 @@
+"""The engine in its own process: same behaviour as in-process, and a crash there is survivable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.engine.process import CRASHED, ProcessEngine
+from app.engine.types import EngineError, LoadParams
+from app.settings import Sampling
+
+PARAMS = LoadParams(context_length=512, threads=2)
+
+
+@pytest.fixture
+def engine() -> Iterator[ProcessEngine]:
+    e = ProcessEngine()
+    yield e
+    e.close()
+
+
+def test_streams_with_stats(engine: ProcessEngine, tiny_model: Path) -> None:
+    info = engine.load(str(tiny_model), PARAMS)
+    assert info.context_length == 512
+    assert engine.loaded == info
+    reply = engine.chat(
+        [{"role": "user", "content": "hello"}], Sampling(max_tokens=12, seed=1), threading.Event()
+    )
+    deltas = list(reply)
+    assert deltas
+    assert 1 <= reply.stats.generated_tokens <= 12
+    assert reply.stats.prompt_tokens > 0
+
+
+def test_stop_mid_reply(engine: ProcessEngine, tiny_model: Path) -> None:
+    engine.load(str(tiny_model), PARAMS)
+    cancel = threading.Event()
+    sampling = Sampling(max_tokens=400, temperature=0, repeat_penalty=1.0)
+    reply = engine.chat([{"role": "user", "content": "go"}], sampling, cancel)
+    for _ in reply:
+        cancel.set()
+    assert reply.stats.stop_reason in ("cancelled", "eos")
+    assert reply.stats.generated_tokens < 400
+    # The next reply is not cancelled by the last one's Stop.
+    again = engine.chat(
+        [{"role": "user", "content": "a"}], Sampling(max_tokens=3), threading.Event()
+    )
+    list(again)
+    assert again.stats.stop_reason != "cancelled"
+
+
+def test_load_error_crosses_the_process(
+    engine: ProcessEngine, tiny_model: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(tiny_model.read_bytes()[:1000])
+    with pytest.raises(EngineError, match=r"ends inside|truncated"):
+        engine.load(str(bad), PARAMS)
+    assert engine.loaded is None
+
+
+def test_crash_is_reported_and_engine_restarts(engine: ProcessEngine, tiny_model: Path) -> None:
+    engine.load(str(tiny_model), PARAMS)
+    os.kill(engine._proc.pid, signal.SIGKILL)
+    engine._proc.join(5)
+    reply = engine.chat(
+        [{"role": "user", "content": "hi"}], Sampling(max_tokens=3), threading.Event()
+    )
+    with pytest.raises(EngineError, match="stopped unexpectedly"):
+        list(reply)
+    assert CRASHED.startswith("The engine stopped")
+    assert engine.loaded is None
+    # The next message starts a fresh process with the same model, as the message promised.
+    assert list(
+        engine.chat([{"role": "user", "content": "hi"}], Sampling(max_tokens=3), threading.Event())
+    )
+
+
+def test_close_ends_the_process(tiny_model: Path) -> None:
+    e = ProcessEngine()
+    e.load(str(tiny_model), PARAMS)
+    proc = e._proc
+    e.close()
+    assert not proc.is_alive()

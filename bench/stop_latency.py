@@ -13,6 +13,7 @@ from bench._common import figure, machine, median, model_path, parser
 
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
+    from PySide6.QtCore import QEventLoop, QObject, QTimer, Slot
     from PySide6.QtWidgets import QApplication
 
     from app.engine.types import LoadParams
@@ -20,43 +21,75 @@ def main() -> None:
     from ui.application import create_engine
     from ui.engine_controller import EngineController
 
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])
     model = model_path(args.model)
     print(f"model {model.name}, {args.threads} threads; {machine()}")
     engine = EngineController(create_engine)
-    loaded: list[object] = []
-    engine.model_loaded.connect(loaded.append)
+    ready = QEventLoop()
+    engine.model_loaded.connect(ready.quit)
     engine.load(str(model), LoadParams(context_length=8192, threads=args.threads))
-    while not loaded:
-        app.processEvents()
-        time.sleep(0.001)
+    ready.exec()
+
+    # Cross-thread signals go to bound methods of a QObject, and waiting happens in event loops
+    # with a timer checking progress, as in the app. (A processEvents() polling loop, and a Python
+    # signal emitted from a slot fed by the engine thread, both crashed PySide6 6.12 here.)
+    class Recorder(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.deltas = 0
+            self.done = False
+            self.loop: QEventLoop | None = None
+            self.until = ""
+
+        @Slot(str)
+        def on_delta(self, _text: str) -> None:
+            self.deltas += 1
+
+        @Slot(object)
+        def on_finished(self, _stats: object) -> None:
+            self.done = True
+
+        @Slot(str)
+        def on_failed(self, _message: str) -> None:
+            self.done = True
+
+        @Slot()
+        def check(self) -> None:
+            reached = self.done if self.until == "done" else self.deltas >= 5
+            if reached and self.loop is not None:
+                self.loop.quit()
+
+        def wait(self, until: str, timeout_ms: int = 0) -> None:
+            self.until, self.loop = until, QEventLoop()
+            timer = QTimer()
+            timer.setInterval(1)
+            timer.timeout.connect(self.check)
+            timer.start()
+            if timeout_ms:
+                QTimer.singleShot(timeout_ms, self.loop.quit)
+            self.loop.exec()
+            timer.stop()
+            self.loop = None
+
+    recorder = Recorder()
+    engine.reply_delta.connect(recorder.on_delta)
+    engine.reply_finished.connect(recorder.on_finished)
+    engine.reply_failed.connect(recorder.on_failed)
 
     def measure(messages: list[dict[str, str]], stop_when: str) -> float:
-        deltas: list[str] = []
-        done: list[object] = []
-        engine.reply_delta.connect(deltas.append)
-        engine.reply_finished.connect(done.append)
-        engine.reply_failed.connect(done.append)
-        started = time.perf_counter()
-        engine.generate(messages, Sampling(temperature=0, max_tokens=2000, repeat_penalty=1.0))  # type: ignore[arg-type]
-        while True:
-            app.processEvents()
-            if stop_when == "generating" and len(deltas) >= 5:
-                break
-            if stop_when == "prompt" and time.perf_counter() - started > 0.25:
-                assert not deltas, "the prompt was evaluated before Stop; use a longer one"
-                break
-            time.sleep(0.0005)
+        recorder.deltas, recorder.done = 0, False
+        sampling = Sampling(temperature=0, max_tokens=2000, repeat_penalty=1.0)
+        engine.generate(messages, sampling)  # type: ignore[arg-type]
+        if stop_when == "generating":
+            recorder.wait("deltas")
+        else:
+            recorder.wait("never", timeout_ms=250)  # mid-way through a ~4k-token prompt
+            assert not recorder.deltas, "the prompt was evaluated before Stop; use a longer one"
         pressed = time.perf_counter()
         engine.stop()
-        while not done:
-            app.processEvents()
-            time.sleep(0.0005)
-        elapsed = time.perf_counter() - pressed
-        engine.reply_delta.disconnect(deltas.append)
-        engine.reply_finished.disconnect(done.append)
-        engine.reply_failed.disconnect(done.append)
-        return elapsed
+        if not recorder.done:
+            recorder.wait("done")
+        return time.perf_counter() - pressed
 
     runs = 3 if args.quick else 5
     gen = [

@@ -109,9 +109,12 @@ class ProcessEngine:
     def _receive(self, cancel: threading.Event | None) -> tuple[Any, ...]:
         conn = self._conn
         assert conn is not None
-        while not conn.poll(0.02):
-            if cancel is not None and cancel.is_set():
+        while True:
+            # Checked before every message, not only while the pipe is empty: tokens keep coming.
+            if cancel is not None and cancel.is_set() and not self._cancel.is_set():
                 self._cancel.set()
+            if conn.poll(0.02):
+                break
             if not self._proc.is_alive() and not conn.poll(0):
                 raise EOFError
         message: tuple[Any, ...] = conn.recv()

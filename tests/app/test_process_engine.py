@@ -42,10 +42,14 @@ def test_stop_mid_reply(engine: ProcessEngine, tiny_model: Path) -> None:
     cancel = threading.Event()
     sampling = Sampling(max_tokens=400, temperature=0, repeat_penalty=1.0)
     reply = engine.chat([{"role": "user", "content": "go"}], sampling, cancel)
+    after = 0
     for _ in reply:
+        if cancel.is_set():
+            after += 1
         cancel.set()
     assert reply.stats.stop_reason in ("cancelled", "eos")
-    assert reply.stats.generated_tokens < 400
+    # The child stops within a token or two of Stop, while tokens keep streaming in.
+    assert after <= 3
     # The next reply is not cancelled by the last one's Stop.
     again = engine.chat(
         [{"role": "user", "content": "a"}], Sampling(max_tokens=3), threading.Event()

@@ -165,7 +165,10 @@ class ProcessEngine:
             self._proc.join(5)
             if self._proc.is_alive():
                 self._proc.kill()
-        self._proc = None
+        if self._conn is not None:
+            self._conn.close()
+        # Let the shared event's semaphore be freed now, not reported as leaked at exit.
+        self._proc = self._conn = self._cancel = None
         self._loaded = None
 
     def chat(

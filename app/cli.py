@@ -260,7 +260,7 @@ def _chats(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     from app.chats.history import engine_messages, title_from
-    from app.chats.store import ChatStore
+    from app.chats.store import ChatStore, Conversation
     from app.engine.llama_cpp_engine import LlamaCppEngine
     from app.engine.types import EngineError
     from app.library import LibraryError
@@ -297,16 +297,20 @@ def _chat(args: argparse.Namespace) -> int:
 
     store = ChatStore(ctx.paths.chats_db)
     system = args.system if args.system is not None else ctx.settings.default_system_prompt
-    conversation = store.create_conversation(model=str(model.path), system_prompt=system)
-    out = sys.stdout
+    conversations: list[Conversation] = []  # saved with its first message, like the app's drafts
 
     def turn(text: str) -> None:
-        if len(store.messages(conversation.id)) == 0:
-            store.update_conversation(conversation.id, title=title_from(text))
+        if not conversations:
+            conversations.append(
+                store.create_conversation(
+                    title=title_from(text), model=str(model.path), system_prompt=system
+                )
+            )
+        conversation = conversations[0]
         store.add_message(conversation.id, "user", text)
         history = engine_messages(conversation, store.messages(conversation.id))
         reply = store.add_message(conversation.id, "assistant", "", "streaming", model.name)
-        _stream_reply(engine, history, sampling, store, reply.id, out)
+        _stream_reply(engine, history, sampling, store, reply.id, sys.stdout)
 
     try:
         if args.prompt is not None:
@@ -334,13 +338,14 @@ def _stream_reply(
     message_id: int,
     out: TextIO,
 ) -> None:
+    from app.chats.history import reply_status
     from app.engine.types import EngineError
 
     cancel = threading.Event()
     reply = engine.chat(history, sampling, cancel)
     parts: list[str] = []
     last_save = time.monotonic()
-    status: Status = "complete"
+    stopped = False  # Ctrl+C ends the loop before the engine can record it
     try:
         for delta in reply:
             parts.append(delta)
@@ -351,13 +356,12 @@ def _stream_reply(
                 last_save = time.monotonic()
     except KeyboardInterrupt:
         cancel.set()
-        status = "interrupted"
+        stopped = True
     except EngineError as e:
         store.update_message(message_id, content="".join(parts), status="error", error=str(e))
         raise CliError(str(e)) from None
     out.write("\n")
-    if reply.stats.stop_reason == "cancelled":
-        status = "interrupted"
+    status: Status = "interrupted" if stopped else reply_status(reply.stats)
     store.update_message(
         message_id,
         content="".join(parts),

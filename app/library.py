@@ -3,6 +3,7 @@ place, and the bundled starter model."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -149,7 +150,7 @@ class ModelLibrary:
             if missing:
                 return LibraryModel(path, source, info, f"Missing parts: {', '.join(missing)}")
             total = sum(_size(p) for p in parts)
-            info = ModelFileInfo(**{**info.to_json(), "size_bytes": total, "shard_count": count})
+            info = dataclasses.replace(info, size_bytes=total, shard_count=count)
         return LibraryModel(path, source, info)
 
     def inspect(self, path: Path) -> ModelFileInfo:

@@ -73,9 +73,7 @@ class ModelFileInfo:
         return bool(self.chat_template)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["chat_template"] = self.chat_template
-        return d
+        return asdict(self)
 
 
 def human_parameters(n: int) -> str:

@@ -47,6 +47,11 @@ class Paths:
     def log_file(self) -> Path:
         return self.log_dir / "hearth.log"
 
+    @property
+    def engine_log_file(self) -> Path:
+        """The engine process's log: its own file, so two processes never rotate one."""
+        return self.log_dir / "engine.log"
+
     def ensure(self) -> None:
         for d in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir, self.models_dir):
             d.mkdir(parents=True, exist_ok=True)

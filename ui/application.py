@@ -26,7 +26,7 @@ def create_engine():  # type: ignore[no-untyped-def]
     from app.engine.process import ProcessEngine
     from app.paths import get_paths
 
-    return ProcessEngine(log_file=str(get_paths().log_file))
+    return ProcessEngine(log_file=str(get_paths().engine_log_file))
 
 
 def run(argv: list[str] | None = None) -> int:

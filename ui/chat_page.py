@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from dataclasses import dataclass, field
 from typing import cast
@@ -19,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.chats.history import engine_messages, title_from
+from app.chats.history import engine_messages, reply_status, title_from
 from app.chats.store import ChatStore, Conversation, Status
 from app.context import AppContext
 from app.engine.types import GenerationStats, LoadedModel
@@ -212,13 +213,13 @@ class ChatPage(QWidget):
         if info.gpu_layers:
             text += f" · {info.gpu_layers} layers on GPU"
         if info.notice:
-            text += f"<br><span style='color:#c08000'>{info.notice}</span>"
+            text += f"<br><span style='color:#c08000'>{html.escape(info.notice)}</span>"
         self.status.setText(text)
 
     @Slot(str, str)
     def _on_load_failed(self, path: str, message: str) -> None:
         self.status.setText(
-            f"<span style='color:#d04040'>Could not load the model: {message}</span>"
+            f"<span style='color:#d04040'>Could not load the model: {html.escape(message)}</span>"
         )
 
     @Slot()
@@ -291,7 +292,7 @@ class ChatPage(QWidget):
         self.input.clear()
         user = self.store.add_message(conv.id, "user", text)
         self.messages.append(user)
-        history = engine_messages(conv, self.store.messages(conv.id))
+        history = engine_messages(conv, self.messages.items())
         reply = self.store.add_message(
             conv.id, "assistant", "", "streaming", self.current_model_name()
         )
@@ -377,7 +378,7 @@ class ChatPage(QWidget):
 
     @Slot(object)
     def _on_finished(self, stats: GenerationStats) -> None:
-        self._finish("interrupted" if stats.stop_reason == "cancelled" else "complete", stats, None)
+        self._finish(reply_status(stats), stats, None)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:

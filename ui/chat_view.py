@@ -6,6 +6,7 @@ latest messages and load earlier ones on demand.
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
@@ -153,7 +154,8 @@ class MessageWidget(QFrame):
             self.header.setText(model)
         parts: list[str] = []
         if status == "error":
-            parts.append(f"<span style='color:#d04040'>⚠ {error or 'The reply failed.'}</span>")
+            message = html.escape(error or "The reply failed.")
+            parts.append(f"<span style='color:#d04040'>⚠ {message}</span>")
         elif status == "interrupted":
             parts.append(
                 "<i>Stopped</i>"
@@ -187,8 +189,8 @@ class ChatView(QScrollArea):
         self._model = model
         self._first_shown = 0
         self._widgets: list[MessageWidget] = []
-        self._dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
-        self._renderer = MarkdownRenderer(dark=self._dark)
+        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        self._renderer = MarkdownRenderer(dark=dark)
         self._stick_to_bottom = True
 
         self._body = QWidget()

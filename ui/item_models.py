@@ -67,9 +67,6 @@ class ConversationListModel(QAbstractListModel):
                 return i
         return -1
 
-    def conversation(self, row: int) -> Conversation:
-        return self._items[row]
-
 
 class MessageRole(enum.IntEnum):
     Id = Qt.ItemDataRole.UserRole + 1
@@ -129,6 +126,10 @@ class MessageListModel(QAbstractListModel):
 
     def message(self, row: int) -> Message:
         return self._items[row]
+
+    def items(self) -> list[Message]:
+        """Every message of the conversation (the view may show fewer)."""
+        return list(self._items)
 
     def row_of(self, message_id: int) -> int:
         for i in range(len(self._items) - 1, -1, -1):
@@ -236,9 +237,6 @@ class LibraryTableModel(QAbstractTableModel):
         self.loaded_path = path
         if self._items:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._items) - 1, 0))
-
-    def models(self) -> list[LibraryModel]:
-        return list(self._items)
 
     def model_at(self, row: int) -> LibraryModel:
         return self._items[row]

@@ -52,7 +52,7 @@ class MainWindow(QMainWindow):
 
         self.chat_page = ChatPage(ctx, store, engine)
         self.models_page = ModelsPage(ctx.paths.models_dir)
-        self.settings_page = SettingsPage(ctx.settings)
+        self.settings_page = SettingsPage(ctx.settings, ctx.library)
         self.pages = QStackedWidget()
         for page in (self.chat_page, self.models_page, self.settings_page):
             self.pages.addWidget(page)

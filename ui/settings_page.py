@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
@@ -12,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine.templates import BUILTIN_TEMPLATES
+from app.library import LibraryError, ModelLibrary
 from app.settings import Settings
 
 
@@ -31,14 +35,17 @@ def _form(box: QGroupBox) -> QFormLayout:
 
 
 class SettingsPage(QScrollArea):
-    changed = Signal()  # any setting changed (already saved)
+    changed = Signal()  # any setting changed; the window saves the settings
     engine_settings_changed = Signal()  # threads/context/GPU/template: need a reload
     theme_changed = Signal(str)
     folders_changed = Signal()
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, settings: Settings, library: ModelLibrary, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.library = library
         self.setWidgetResizable(True)
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -49,7 +56,7 @@ class SettingsPage(QScrollArea):
         folders_box = QGroupBox("Model folders")
         self.folders = QListWidget()
         self.folders.setMaximumHeight(110)
-        self.folders.addItems(settings.model_folders)
+        self._show_folders()
         add = QPushButton("Add folder…")
         add.clicked.connect(self._add_folder)
         remove = QPushButton("Remove")
@@ -217,19 +224,25 @@ class SettingsPage(QScrollArea):
         if folder:
             self.add_folder(folder)
 
+    @Slot(str)
     def add_folder(self, folder: str) -> None:
-        if folder not in self.settings.model_folders:
-            self.settings.model_folders.append(folder)
-            self.folders.addItem(folder)
-            self.changed.emit()
-            self.folders_changed.emit()
+        try:
+            self.library.add_folder(Path(folder))  # resolves, checks and saves
+        except LibraryError as e:
+            QMessageBox.warning(self, "Model folders", str(e))
+            return
+        self._show_folders()
+        self.folders_changed.emit()
 
     @Slot()
     def _remove_folder(self) -> None:
         item = self.folders.currentItem()
         if item is None:
             return
-        self.settings.model_folders.remove(item.text())
-        self.folders.takeItem(self.folders.row(item))
-        self.changed.emit()
+        self.library.remove_folder(item.text())
+        self._show_folders()
         self.folders_changed.emit()
+
+    def _show_folders(self) -> None:
+        self.folders.clear()
+        self.folders.addItems(self.settings.model_folders)

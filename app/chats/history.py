@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.chats.store import Conversation, Message
-from app.engine.types import ChatMessage
+from app.chats.store import Conversation, Message, Status
+from app.engine.types import ChatMessage, GenerationStats
 
 
 def engine_messages(conversation: Conversation, messages: list[Message]) -> list[ChatMessage]:
@@ -19,6 +19,11 @@ def engine_messages(conversation: Conversation, messages: list[Message]) -> list
             continue
         out.append({"role": m.role, "content": m.content})
     return out
+
+
+def reply_status(stats: GenerationStats) -> Status:
+    """How a reply that ended without an error is saved: stopped ones are ``interrupted``."""
+    return "interrupted" if stats.stop_reason == "cancelled" else "complete"
 
 
 def title_from(text: str, limit: int = 48) -> str:

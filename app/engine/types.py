@@ -41,9 +41,6 @@ class LoadedModel:
     gpu_layers: int
     notice: str = ""  # something the user should know, e.g. a missing chat template
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class GenerationStats:

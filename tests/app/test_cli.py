@@ -127,3 +127,16 @@ def test_no_models_at_all(hearth_home: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "No models yet" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_interactive_chat_left_at_once_saves_nothing(
+    capsys: pytest.CaptureFixture[str], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def eof(_prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", eof)
+    assert main(["chat", "-m", str(tiny_model)]) == 0
+    code, out, _ = run(capsys, "chats", "export")
+    assert code == 0
+    assert json.loads(out)["conversations"] == []

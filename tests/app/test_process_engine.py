@@ -91,3 +91,13 @@ def test_close_ends_the_process(tiny_model: Path) -> None:
     proc = e._proc
     e.close()
     assert not proc.is_alive()
+
+
+def test_engine_process_logs_to_its_own_file(tiny_model: Path, tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "engine.log"
+    e = ProcessEngine(log_file=str(log_file))
+    try:
+        e.load(str(tiny_model), PARAMS)
+    finally:
+        e.close()
+    assert "loaded" in log_file.read_text()

@@ -80,3 +80,21 @@ def test_settings_page_saves(qtbot: QtBot, window: MainWindow) -> None:
     assert saved["theme"] == "dark"
     assert saved["chat_template_override"] == "chatml"
     assert window.ctx.load_params().context_length == 8192
+
+
+def test_settings_folders_go_through_the_library(
+    qtbot: QtBot, window: MainWindow, make_model: Callable[..., Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "lmstudio"
+    make_model("shared.gguf", folder=folder)
+    page = window.settings_page
+    with qtbot.waitSignal(window.models_page.table_model.modelReset, timeout=5000):
+        page.add_folder(str(folder / ".." / "lmstudio"))
+    resolved = str(folder.resolve())
+    assert json.loads(window.ctx.paths.settings_file.read_text())["model_folders"] == [resolved]
+    assert [page.folders.item(i).text() for i in range(page.folders.count())] == [resolved]
+    assert window.chat_page.picker.findText("shared") >= 0
+    page.folders.setCurrentRow(0)
+    page._remove_folder()
+    assert json.loads(window.ctx.paths.settings_file.read_text())["model_folders"] == []
+    assert page.folders.count() == 0

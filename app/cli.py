@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("query", nargs="?", default="")
     search.add_argument("--json", action="store_true")
     search.add_argument("--limit", type=int, default=20)
+    search.add_argument("--sort", choices=["trending", "downloads", "likes", "updated"])
+    search.add_argument(
+        "--size", choices=["any", "small", "medium", "large", "huge"], default="any"
+    )
 
     pull = sub.add_parser("pull", help="download a model from the Hub (resumes if interrupted)")
     pull.add_argument("model", help="OWNER/REPO, OWNER/REPO:QUANT or OWNER/REPO:FILENAME")
@@ -169,10 +173,16 @@ def _hub_token() -> str | None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from app.hub import HubError, search
+    from app.hub import HubError, search_page
 
     try:
-        results = search(args.query, limit=args.limit, token=_hub_token())
+        results = search_page(
+            args.query,
+            sort=args.sort or ("downloads" if args.query else "trending"),
+            size=args.size,
+            limit=args.limit,
+            token=_hub_token(),
+        ).results
     except HubError as e:
         raise CliError(str(e)) from None
     if args.json:
@@ -183,7 +193,10 @@ def _search(args: argparse.Namespace) -> int:
         print("No GGUF models found.")
     for r in results:
         gated = "  [gated]" if r.gated else ""
-        print(f"{r.repo_id}  ↓{r.downloads:,}  ♥{r.likes:,}{gated}")
+        facts = " ".join(
+            x for x in (human_parameters(r.parameters) if r.parameters else "", r.architecture) if x
+        )
+        print(f"{r.repo_id}  {facts}  ↓{r.downloads:,}  ♥{r.likes:,}{gated}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.engine.types import LoadParams
+from app.hub import set_offline
 from app.library import LibraryModel, ModelLibrary
 from app.paths import Paths, get_paths
 from app.settings import Settings, load_settings, save_settings
@@ -23,9 +24,11 @@ class AppContext:
         settings = load_settings(paths.settings_file)
         ctx = cls(paths, settings, ModelLibrary(paths, settings))
         ctx.library._save_settings = ctx.save_settings
+        set_offline(settings.offline)
         return ctx
 
     def save_settings(self) -> None:
+        set_offline(self.settings.offline)
         save_settings(self.settings, self.paths.settings_file)
 
     def load_params(self) -> LoadParams:

@@ -337,6 +337,30 @@ def _parse(buf: mmap.mmap, size: int, path: Path) -> ModelFileInfo:
     )
 
 
+def read_header_prefix(data: bytes) -> dict[str, Any]:
+    """The metadata found in the first bytes of a GGUF file (a Range request's worth).
+
+    Reads key/value pairs until the data runs out; what was read is returned, so the
+    architecture's sizes (which come before the vocabulary) are there even when the rest is not.
+    """
+    if data[:4] != GGUF_MAGIC:
+        raise InvalidModelFile("Not a GGUF model file (it does not start with 'GGUF').")
+    c = _Cursor(data, len(data))
+    c.pos = 4
+    meta: dict[str, Any] = {}
+    try:
+        c.u32("the version")
+        c.u64("the tensor count")
+        kv_count = c.u64("the metadata count")
+        for _ in range(kv_count):
+            key = c.string("a metadata key")
+            vtype = c.u32(f"the type of {key!r}")
+            meta[key] = _read_value(c, vtype, key, keep=not key.startswith("tokenizer."))
+    except InvalidModelFile:
+        pass  # the prefix ended; keep what was read
+    return meta
+
+
 class HeaderCache:
     """Header results keyed by path, size and mtime, persisted as JSON in the cache folder."""
 

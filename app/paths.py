@@ -40,6 +40,11 @@ class Paths:
         return self.data_dir / "partial"
 
     @property
+    def downloads_file(self) -> Path:
+        """The download queue, so downloads resume after a restart or a kill."""
+        return self.data_dir / "downloads.json"
+
+    @property
     def gguf_cache_file(self) -> Path:
         return self.cache_dir / "gguf-headers.json"
 

@@ -18,7 +18,7 @@ from app.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Theme = Literal["system", "light", "dark"]
 FlashAttention = Literal["auto", "on", "off"]
 
@@ -67,6 +67,8 @@ class Settings:
     sampling: Sampling = field(default_factory=Sampling)
     theme: Theme = "system"
     last_model: str = ""
+    offline: bool = False  # no connection at all, whatever the user clicks (HF_HUB_OFFLINE too)
+    download_concurrency: int = 2  # files downloading at once; the rest wait in the queue
 
 
 def _migrate(raw: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,19 @@ class FakeRepo:
     downloads: int = 1000
     likes: int = 10
     sha_override: dict[str, str] = field(default_factory=dict)
+    parameters: int = 135_000_000
+    architecture: str = "llama"
+    context_length: int = 2048
+    license: str = "apache-2.0"
+    last_modified: str = "2025-06-01T00:00:00.000Z"
+    card: str = ""  # README.md text; a repo's own README.md file wins
+
+    def gguf(self) -> dict[str, Any]:
+        return {
+            "total": self.parameters,
+            "architecture": self.architecture,
+            "context_length": self.context_length,
+        }
 
 
 class FakeHub:
@@ -109,12 +122,28 @@ class FakeHub:
         if "/resolve/" in path:
             repo_id, _, rest = path.lstrip("/").partition("/resolve/")
             _rev, _, name = rest.partition("/")
-            return self._resolve(h, repo_id, name)
+            return self._resolve(h, repo_id, name, head)
         self._error(h, 404, "RepoNotFound", "Not found")
 
     def _search(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
         text = (query.get("search") or [""])[0].lower()
         limit = int((query.get("limit") or ["1000"])[0])
+        cursor = int((query.get("cursor") or ["0"])[0])
+        sort = (query.get("sort") or [""])[0]
+        low, high = _parameter_range((query.get("num_parameters") or [""])[0])
+        repos = [
+            (repo_id, repo)
+            for repo_id, repo in self.repos.items()
+            if text in repo_id.lower() and low <= repo.parameters <= high
+        ]
+        keys = {
+            "downloads": lambda r: r.downloads,
+            "likes": lambda r: r.likes,
+            "trendingScore": lambda r: r.likes * 10 + r.downloads // 1000,
+            "lastModified": lambda r: r.last_modified,
+        }
+        if sort in keys:
+            repos.sort(key=lambda item: keys[sort](item[1]), reverse=True)
         items = [
             {
                 "_id": f"id-{repo_id}",
@@ -122,16 +151,20 @@ class FakeHub:
                 "likes": repo.likes,
                 "downloads": repo.downloads,
                 "gated": "auto" if repo.gated else False,
-                "private": False,
-                "tags": ["gguf"],
-                "library_name": "gguf",
-                "createdAt": "2025-01-01T00:00:00.000Z",
-                "lastModified": "2025-06-01T00:00:00.000Z",
+                "lastModified": repo.last_modified,
+                "gguf": repo.gguf(),
+                "pipeline_tag": "text-generation",
             }
-            for repo_id, repo in self.repos.items()
-            if text in repo_id.lower()
+            for repo_id, repo in repos[cursor : cursor + limit]
         ]
-        self._json(h, 200, items[:limit])
+        headers = {}
+        if cursor + limit < len(repos):
+            # The real Hub pages with an opaque cursor in a Link header.
+            params = {k: v for k, v in query.items() if k != "cursor"}
+            params["cursor"] = [str(cursor + limit)]
+            nxt = f"{self.url}/api/models?{urllib.parse.urlencode(params, doseq=True)}"
+            headers["Link"] = f'<{nxt}>; rel="next"'
+        self._json(h, 200, items, headers)
 
     def _info(self, h: BaseHTTPRequestHandler, repo_id: str) -> None:
         repo = self.repos.get(repo_id)
@@ -160,21 +193,36 @@ class FakeHub:
                 "disabled": False,
                 "downloads": repo.downloads,
                 "likes": repo.likes,
-                "tags": ["gguf"],
-                "lastModified": "2025-06-01T00:00:00.000Z",
+                "tags": ["gguf", f"license:{repo.license}"],
+                "lastModified": repo.last_modified,
+                "cardData": {"license": repo.license},
+                "gguf": repo.gguf(),
                 "siblings": siblings,
             },
         )
 
-    def _resolve(self, h: BaseHTTPRequestHandler, repo_id: str, name: str) -> None:
+    def _plain(self, h: BaseHTTPRequestHandler, data: bytes, head: bool) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.send_header("X-Repo-Commit", COMMIT)
+        h.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+        h.end_headers()
+        if not head:
+            h.wfile.write(data)
+
+    def _resolve(self, h: BaseHTTPRequestHandler, repo_id: str, name: str, head: bool) -> None:
         repo = self.repos.get(repo_id)
         if repo is None:
             return self._error(h, 404, "RepoNotFound", f"Repository {repo_id} not found")
         if repo.gated and not self._authorized(h):
             return self._error(h, 401, "GatedRepo", f"Access to model {repo_id} is restricted.")
+        if name == "README.md" and name not in repo.files and repo.card:
+            return self._plain(h, repo.card.encode(), head)
         if name not in repo.files:
             return self._error(h, 404, "EntryNotFound", f"{name} does not exist")
         data = repo.files[name]
+        if not name.endswith(".gguf"):
+            return self._plain(h, data, head)  # small git files are served in place
         sha = hashlib.sha256(data).hexdigest()
         h.send_response(302)
         # Large files live on another host (the real Hub's CDN); "localhost" is another name here.
@@ -201,22 +249,25 @@ class FakeHub:
             return self._json(h, 500, {"error": "Internal error"})
         if action == "corrupt":
             data = bytes([data[0] ^ 0xFF]) + data[1:]
-        start = 0
+        start, end = 0, len(data)
         rng = h.headers.get("Range", "")
         if rng.startswith("bytes="):
-            start = int(rng[6:].split("-")[0] or 0)
+            first, _, last = rng[6:].partition("-")
+            start = int(first or 0)
+            end = min(int(last) + 1, len(data)) if last else len(data)
         if start >= len(data) and data:
             h.send_response(416)
             h.send_header("Content-Range", f"bytes */{len(data)}")
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
-        body = data[start:]
-        h.send_response(206 if start else 200)
+        body = data[start:end]
+        partial = bool(rng) and (start > 0 or end < len(data))
+        h.send_response(206 if partial else 200)
         h.send_header("Content-Length", str(len(body)))
         h.send_header("Accept-Ranges", "bytes")
-        if start:
-            h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        if partial:
+            h.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
         h.end_headers()
         if head:
             return
@@ -239,3 +290,19 @@ class FakeHub:
                 h.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+def _parameter_range(spec: str) -> tuple[float, float]:
+    """The Hub's ``num_parameters=min:3B,max:9B`` filter as numbers."""
+    units = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+    low, high = 0.0, float("inf")
+    for part in filter(None, spec.split(",")):
+        bound, _, value = part.partition(":")
+        number = (
+            float(value[:-1]) * units[value[-1].upper()] if value[-1:].isalpha() else float(value)
+        )
+        if bound == "min":
+            low = number
+        else:
+            high = number
+    return low, high

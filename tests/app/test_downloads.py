@@ -20,7 +20,15 @@ from app.context import AppContext
 from app.downloads import ChecksumMismatch, Downloader, DownloadError
 from app.engine.llama_cpp_engine import LlamaCppEngine
 from app.engine.types import LoadParams
-from app.hub import HubError, OfflineError, choose, list_models, quant_label, search
+from app.hub import (
+    GatedError,
+    HubError,
+    OfflineError,
+    choose,
+    list_models,
+    quant_label,
+    search,
+)
 from app.settings import Sampling
 from tests.fake_hub import FakeHub
 
@@ -159,7 +167,7 @@ def test_corrupted_byte_fails_verification(hub: FakeHub) -> None:
 
 def test_gated_without_and_with_token(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     hub.repos[REPO].gated = True
-    with pytest.raises(DownloadError, match="gated"):
+    with pytest.raises(GatedError, match="gated"):
         pull(hub)
     monkeypatch.setenv("HF_TOKEN", hub.token)
     [dest] = Downloader(token=hub.token, stall_seconds=1).pull(
@@ -177,7 +185,9 @@ def test_not_found(hub: FakeHub) -> None:
 
 def test_not_enough_disk_space(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("app.downloads.shutil.disk_usage", lambda _p: usage(10**9, 10**9, 1000))
+    monkeypatch.setattr(
+        "app.downloads.transfer.shutil.disk_usage", lambda _p: usage(10**9, 10**9, 1000)
+    )
     hub.requests.clear()
     with pytest.raises(DownloadError, match="Not enough disk space"):
         pull(hub)

@@ -9,6 +9,7 @@ Retry-After) and 5xx are retried with backoff; other errors are explained in pla
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -19,14 +20,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from app.hub import (
+    OFFLINE_MESSAGE,
+    GatedError,
     HubError,
     OfflineError,
     RemoteFile,
     RemoteModel,
     endpoint,
     offline,
+    repo_url,
     safe_relative_path,
 )
 
@@ -49,8 +54,13 @@ class Cancelled(DownloadError):
     pass
 
 
+class DiskFullError(DownloadError):
+    pass
+
+
 @dataclass(frozen=True)
 class Target:
+    repo_id: str
     url: str
     file: RemoteFile
     dest: Path
@@ -72,7 +82,7 @@ def plan(model: RemoteModel, models_dir: Path, partial_dir: Path) -> list[Target
             raise HubError(f"The repository lists an unsafe file name: {f.name!r}")
         part = partial_dir.joinpath(*owner_repo.parts, *rel.parts[:-1], rel.name + ".part")
         url = hf_hub_url(model.repo_id, f.name, endpoint=endpoint())
-        targets.append(Target(url, f, dest, part))
+        targets.append(Target(model.repo_id, url, f, dest, part))
     return targets
 
 
@@ -108,7 +118,7 @@ class Downloader:
     ) -> list[Path]:
         """Download every file of ``model``; returns the final paths. Call again to resume."""
         if offline():
-            raise OfflineError("Hearth is offline (HF_HUB_OFFLINE is set): no connection is made.")
+            raise OfflineError(OFFLINE_MESSAGE)
         targets = plan(model, models_dir, partial_dir)
         total = model.size
         todo = [
@@ -119,7 +129,7 @@ class Downloader:
         partial_dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(partial_dir).free
         if needed + DISK_MARGIN > free:
-            raise DownloadError(
+            raise DiskFullError(
                 f"Not enough disk space: {model.name} needs {needed / 1e9:.2f} GB more, "
                 f"{free / 1e9:.2f} GB is free."
             )
@@ -181,9 +191,10 @@ class Downloader:
                 ) as r:
                     status = r.status_code
                     if status in (401, 403):
-                        raise DownloadError(
+                        raise GatedError(
                             f"Access denied to {t.file.name}: the repository is gated or private. "
-                            "Accept its terms on its Hub page and add a Hugging Face token."
+                            f"Accept its terms on {repo_url(t.repo_id)} and add a Hugging Face "
+                            "token in Settings."
                         )
                     if status == 404:
                         raise DownloadError(f"{t.file.name} was not found on the Hub.")
@@ -203,11 +214,20 @@ class Downloader:
                     written = start if status == 206 else 0
                     if status == 200 and start:
                         hasher, hashed = hashlib.sha256(), 0
-                    with open(t.part, mode) as out:
+                    # Unbuffered: the network's chunks are large, and a full disk then fails the
+                    # write that hit it rather than a later flush.
+                    try:
+                        out = open(t.part, mode, buffering=0)  # noqa: SIM115
+                    except OSError as e:
+                        raise _write_error(e, t) from None
+                    with out:
                         # As the network delivers it: with a chunk size, httpx buffers bytes that a
                         # dropped connection then throws away.
                         for chunk in r.iter_raw():
-                            out.write(chunk)
+                            try:
+                                _write_all(out, chunk)
+                            except OSError as e:
+                                raise _write_error(e, t) from None
                             hasher.update(chunk)
                             hashed += len(chunk)
                             got += len(chunk)
@@ -241,6 +261,21 @@ class Downloader:
 
 class _Retry(Exception):
     pass
+
+
+def _write_all(out: Any, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) :]
+
+
+def _write_error(e: OSError, t: Target) -> DownloadError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(
+            f"The disk is full while downloading {t.file.name}. Free some space; the download "
+            "resumes from where it stopped."
+        )
+    return DownloadError(f"Cannot write {t.part}: {e.strerror or e}.")
 
 
 def _hash_file(path: Path, length: int) -> hashlib._Hash:

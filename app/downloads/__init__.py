@@ -1,0 +1,24 @@
+"""Downloads from the Hub: resumable, verified transfers and the queue that runs them."""
+
+from app.downloads.manager import DownloadManager, JobView, State, job_id
+from app.downloads.transfer import (
+    Cancelled,
+    ChecksumMismatch,
+    DiskFullError,
+    Downloader,
+    DownloadError,
+    plan,
+)
+
+__all__ = [
+    "Cancelled",
+    "ChecksumMismatch",
+    "DiskFullError",
+    "DownloadError",
+    "DownloadManager",
+    "Downloader",
+    "JobView",
+    "State",
+    "job_id",
+    "plan",
+]

@@ -1,0 +1,174 @@
+"""Will a model file fit on this machine? Weights + KV cache + runtime buffers vs free memory.
+
+The estimate is what a person needs before a multi-gigabyte download, not a promise: the inputs
+and the formula are returned with the verdict so the UI can show them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from app.model_file import human_size
+
+log = logging.getLogger(__name__)
+
+RUNTIME_BYTES = 300 * 1000 * 1000  # llama.cpp's compute buffers and the app, roughly
+TIGHT = 0.85  # above this share of free memory, other programs will start to suffer
+# When the file's header could not be read: a typical grouped-query-attention model needs about
+# 128 KiB of f16 KV cache per token per 8B parameters (Llama-3-8B: 32 layers x 1,024 x 2 x 2 bytes).
+FALLBACK_KV_PER_TOKEN_PER_PARAM = 128 * 1024 / 8e9
+
+
+class Verdict(str, Enum):
+    FITS = "fits"
+    TIGHT = "tight"
+    NO = "won't fit"
+
+
+@dataclass(frozen=True)
+class Machine:
+    ram_available: int
+    ram_total: int
+    vram_free: int = 0  # 0: no GPU build, or no GPU found
+    gpu: str = ""
+    unified_memory: bool = False  # Apple silicon: the GPU uses the same RAM
+
+    @property
+    def usable(self) -> int:
+        return self.ram_available + (0 if self.unified_memory else self.vram_free)
+
+
+@dataclass(frozen=True)
+class KvShape:
+    layers: int
+    kv_heads: int
+    head_dim: int  # K and V size per head
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any]) -> KvShape | None:
+        arch = meta.get("general.architecture")
+        if not isinstance(arch, str):
+            return None
+
+        def get(key: str) -> int:
+            v = meta.get(f"{arch}.{key}")
+            return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+        layers = get("block_count")
+        heads = get("attention.head_count")
+        kv_heads = get("attention.head_count_kv") or heads
+        embedding = get("embedding_length")
+        head_dim = get("attention.key_length") or (embedding // heads if heads else 0)
+        if not (layers and kv_heads and head_dim):
+            return None
+        return cls(layers, kv_heads, head_dim)
+
+    def bytes_per_token(self) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * 2  # K and V, f16
+
+
+@dataclass(frozen=True)
+class Fit:
+    verdict: Verdict
+    needed: int
+    available: int
+    on_gpu: bool
+    explanation: str  # the formula with this file's numbers, for a tooltip
+
+
+def estimate(
+    file_size: int,
+    context_length: int,
+    machine: Machine,
+    kv: KvShape | None,
+    parameters: int = 0,
+) -> Fit:
+    if kv is not None:
+        kv_bytes = kv.bytes_per_token() * context_length
+        kv_text = (
+            f"KV cache {human_size(kv_bytes)} = {context_length:,} tokens × {kv.layers} layers × "
+            f"{kv.kv_heads} KV heads × {kv.head_dim} × 2 (K and V) × 2 bytes"
+        )
+    else:
+        params = parameters or int(file_size * 1.8)  # about 4.5 bits per weight
+        kv_bytes = int(params * FALLBACK_KV_PER_TOKEN_PER_PARAM * context_length)
+        kv_text = (
+            f"KV cache ≈ {human_size(kv_bytes)} (guessed from the size: the file's layout "
+            "could not be read)"
+        )
+    needed = file_size + kv_bytes + RUNTIME_BYTES
+    on_gpu = bool(machine.vram_free) and not machine.unified_memory and needed <= machine.vram_free
+    available = machine.vram_free if on_gpu else machine.usable
+    if needed <= available * TIGHT:
+        verdict = Verdict.FITS
+    elif needed <= available:
+        verdict = Verdict.TIGHT
+    else:
+        verdict = Verdict.NO
+    where = [f"RAM {human_size(machine.ram_available)} free of {human_size(machine.ram_total)}"]
+    if machine.vram_free:
+        where.append(
+            f"{machine.gpu or 'GPU'} {human_size(machine.vram_free)} free"
+            + (" (shared with RAM)" if machine.unified_memory else "")
+        )
+    explanation = (
+        f"Needs ≈ {human_size(needed)}: weights {human_size(file_size)} + {kv_text} "
+        f"+ runtime {human_size(RUNTIME_BYTES)}.\n"
+        f"This machine: {', '.join(where)}.\n"
+        f"Fits below {int(TIGHT * 100)}% of {'GPU memory' if on_gpu else 'free memory'}; "
+        "tight up to 100%."
+    )
+    return Fit(verdict, needed, available, on_gpu, explanation)
+
+
+def this_machine() -> Machine:
+    """Free RAM now; free VRAM when this llama.cpp build can offload to an NVIDIA GPU or Metal."""
+    import psutil
+
+    mem = psutil.virtual_memory()
+    vram, gpu = _vram()
+    unified = sys.platform == "darwin" and bool(gpu)
+    return Machine(int(mem.available), int(mem.total), vram, gpu, unified)
+
+
+@functools.cache
+def gpu_build() -> bool:
+    try:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception as e:  # a broken build must not break a model page
+        log.info("cannot ask llama.cpp about GPU offload: %s", e)
+        return False
+
+
+def _vram() -> tuple[int, str]:
+    if not gpu_build():
+        return 0, ""
+    if sys.platform == "darwin":
+        import psutil
+
+        return int(psutil.virtual_memory().available), "Apple GPU"
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0, ""
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+        name, free_mib = out.splitlines()[0].rsplit(",", 1)
+        return int(free_mib.strip()) * 1024 * 1024, name.strip()
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        log.info("nvidia-smi gave no memory figure: %s", e)
+        return 0, ""

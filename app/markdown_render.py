@@ -7,6 +7,7 @@ a reply never fetches anything.
 from __future__ import annotations
 
 import html
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -95,3 +96,24 @@ def stable_prefix_end(text: str, minimum: int) -> int:
 def plain_to_html(text: str) -> str:
     """User text shown as typed: escaped, line breaks kept."""
     return "<p>" + html.escape(text).replace("\n", "<br>") + "</p>"
+
+
+_IMG_TAG = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']([^\"']+)[\"'][^>]*>", re.IGNORECASE)
+_ALT = re.compile(r"\balt\s*=\s*[\"']([^\"']*)[\"']", re.IGNORECASE)
+_TAG = re.compile(
+    r"</?(?:a|b|br|center|code|details|div|em|font|h[1-6]|hr|i|li|ol|p|picture|pre|small|source"
+    r"|span|strong|sub|summary|sup|table|tbody|td|th|thead|tr|u|ul)\b[^>]*>",
+    re.IGNORECASE,
+)
+
+
+def card_markdown(text: str) -> str:
+    """A model card's Markdown with its raw HTML reduced to text: ``<img>`` tags become links
+    (so no image is fetched unless clicked) and other tags are dropped instead of shown escaped."""
+
+    def image(m: re.Match[str]) -> str:
+        alt = _ALT.search(m.group(0))
+        label = (alt.group(1) if alt else "") or "image"
+        return f"![{label}]({m.group(1)})"
+
+    return _TAG.sub("", _IMG_TAG.sub(image, text))

@@ -77,7 +77,7 @@ class ModelFileInfo:
 
 
 def human_parameters(n: int) -> str:
-    if n >= 1_000_000_000:
+    if n >= 999_500_000:  # 999.9M reads as 1.0B, not 1000M
         return f"{n / 1e9:.1f}B"
     if n >= 1_000_000:
         return f"{n / 1e6:.0f}M"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from PySide6.QtCore import (
@@ -15,6 +16,8 @@ from PySide6.QtCore import (
 )
 
 from app.chats.store import Conversation, Message
+from app.hub import SearchResult
+from app.hub.recommended import Recommended
 from app.library import LibraryModel
 from app.model_file import human_parameters, human_size
 
@@ -240,3 +243,90 @@ class LibraryTableModel(QAbstractTableModel):
 
     def model_at(self, row: int) -> LibraryModel:
         return self._items[row]
+
+
+class HubRole(enum.IntEnum):
+    RepoId = Qt.ItemDataRole.UserRole + 1
+    Subtitle = enum.auto()
+
+
+@dataclass(frozen=True)
+class HubRow:
+    """One row of Discover: a search result or a recommended model."""
+
+    repo_id: str
+    title: str
+    subtitle: str
+    tooltip: str = ""
+
+
+def search_row(r: SearchResult) -> HubRow:
+    facts = [human_parameters(r.parameters) if r.parameters else "", r.architecture]
+    facts += [f"↓ {_count(r.downloads)}", f"♥ {_count(r.likes)}"]
+    if r.last_modified:
+        facts.append(f"updated {r.last_modified[:10]}")
+    if r.gated:
+        facts.append("gated")
+    return HubRow(r.repo_id, r.repo_id, " · ".join(f for f in facts if f))
+
+
+def recommended_row(r: Recommended) -> HubRow:
+    return HubRow(
+        r.repo_id,
+        r.title,
+        f"{r.parameters} · {r.license} · {r.size} — {r.why}",
+        f"{r.repo_id}\n{r.why}",
+    )
+
+
+def _count(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1000:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+class HubListModel(QAbstractListModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[HubRow] = []
+
+    def rowCount(self, parent: _Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return row.title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.tooltip or row.subtitle
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{row.title}. {row.subtitle}"
+        if role == HubRole.RepoId:
+            return row.repo_id
+        if role == HubRole.Subtitle:
+            return row.subtitle
+        return None
+
+    def roleNames(self) -> dict[int, bytes]:
+        return {**super().roleNames(), HubRole.RepoId: b"repoId", HubRole.Subtitle: b"subtitle"}
+
+    def set_rows(self, rows: list[HubRow]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def append_rows(self, rows: list[HubRow]) -> None:
+        known = {r.repo_id for r in self._rows}
+        rows = [r for r in rows if r.repo_id not in known]
+        if not rows:
+            return
+        self.beginInsertRows(_ROOT, len(self._rows), len(self._rows) + len(rows) - 1)
+        self._rows.extend(rows)
+        self.endInsertRows()
+
+    def row_of(self, repo_id: str) -> int:
+        return next((i for i, r in enumerate(self._rows) if r.repo_id == repo_id), -1)

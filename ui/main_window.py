@@ -25,20 +25,27 @@ from PySide6.QtWidgets import (
 
 from app.chats.store import ChatStore
 from app.context import AppContext
+from app.downloads import DownloadManager, JobView, State
 from app.engine.types import LoadedModel
+from app.hub import RemoteModel
 from app.library import LibraryError, LibraryModel
+from app.secrets import get_token
 from ui.chat_page import ChatPage
+from ui.discover_page import DiscoverPage
+from ui.downloads_page import DownloadsController, DownloadsPage
 from ui.engine_controller import EngineController
 from ui.item_models import ConversationListModel, ConversationRole
 from ui.models_page import ModelsPage
 from ui.settings_page import SettingsPage
 from ui.tasks import run_task
-from ui.theme import apply_theme
+from ui.theme import apply_theme, is_dark
 
 log = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
+    CHAT, DISCOVER, DOWNLOADS, MODELS, SETTINGS = range(5)
+
     def __init__(self, ctx: AppContext, store: ChatStore, engine: EngineController) -> None:
         super().__init__()
         self.ctx = ctx
@@ -53,8 +60,28 @@ class MainWindow(QMainWindow):
         self.chat_page = ChatPage(ctx, store, engine)
         self.models_page = ModelsPage(ctx.paths.models_dir)
         self.settings_page = SettingsPage(ctx.settings, ctx.library)
+        self.discover_page = DiscoverPage(
+            get_token, ctx.settings.context_length, is_dark(ctx.settings.theme)
+        )
+        self.downloads_page = DownloadsPage(ctx.settings.download_concurrency)
+        self.downloads = DownloadsController(
+            DownloadManager(
+                ctx.paths.models_dir,
+                ctx.paths.partial_dir,
+                ctx.paths.downloads_file,
+                token=get_token,
+                concurrency=ctx.settings.download_concurrency,
+            ),
+            self,
+        )
         self.pages = QStackedWidget()
-        for page in (self.chat_page, self.models_page, self.settings_page):
+        for page in (
+            self.chat_page,
+            self.discover_page,
+            self.downloads_page,
+            self.models_page,
+            self.settings_page,
+        ):
             self.pages.addWidget(page)
 
         # sidebar
@@ -76,7 +103,7 @@ class MainWindow(QMainWindow):
         title.setObjectName("appTitle")
         self.nav = QButtonGroup(self)
         nav_layout = QVBoxLayout()
-        for i, label in enumerate(("Chat", "Models", "Settings")):
+        for i, label in enumerate(("Chat", "Discover", "Downloads", "Models", "Settings")):
             b = QPushButton(label)
             b.setObjectName("navButton")
             b.setCheckable(True)
@@ -121,6 +148,19 @@ class MainWindow(QMainWindow):
         self.settings_page.folders_changed.connect(self.refresh_library)
         self.settings_page.theme_changed.connect(self._apply_theme)
         self.settings_page.engine_settings_changed.connect(self._engine_settings_changed)
+        self.settings_page.offline_changed.connect(self._offline_changed)
+        self.discover_page.download_requested.connect(self.download)
+        self.discover_page.open_downloads.connect(lambda: self.show_page(self.DOWNLOADS))
+        self.downloads_page.discover_requested.connect(lambda: self.show_page(self.DISCOVER))
+        self.downloads_page.pause_requested.connect(self.downloads.pause)
+        self.downloads_page.resume_requested.connect(self.downloads.resume)
+        self.downloads_page.cancel_requested.connect(self.downloads.cancel)
+        self.downloads_page.remove_requested.connect(self.downloads.cancel)
+        self.downloads_page.clear_finished_requested.connect(self.downloads.clear_finished)
+        self.downloads_page.concurrency_changed.connect(self._concurrency_changed)
+        self.downloads_page.chat_requested.connect(self.chat_with)
+        self.downloads.changed.connect(self._on_downloads_changed)
+        self.downloads.finished.connect(self._on_download_finished)
         engine.model_loaded.connect(self._on_model_loaded)
         engine.model_unloaded.connect(self._on_model_unloaded)
         engine.model_load_failed.connect(self._on_model_load_failed)
@@ -128,6 +168,7 @@ class MainWindow(QMainWindow):
         self.reload_conversations()
         self.new_chat()
         self.refresh_library()
+        self.downloads.start()  # the queue from last time resumes
 
     # pages
 
@@ -135,8 +176,10 @@ class MainWindow(QMainWindow):
     def show_page(self, index: int) -> None:
         self.pages.setCurrentIndex(index)
         self.nav.button(index).setChecked(True)
-        if index == 0:
+        if index == self.CHAT:
             self.chat_page.input.setFocus()
+        elif index == self.DISCOVER:
+            self.discover_page.query.setFocus()
 
     # conversations
 
@@ -153,12 +196,12 @@ class MainWindow(QMainWindow):
     def new_chat(self) -> None:
         self.chat_page.open_conversation(None)
         self.conversation_list.clearSelection()
-        self.show_page(0)
+        self.show_page(self.CHAT)
 
     def open_conversation(self, conversation_id: int) -> None:
         self.chat_page.open_conversation(conversation_id)
         self.reload_conversations()
-        self.show_page(0)
+        self.show_page(self.CHAT)
 
     @Slot(QModelIndex)
     def _on_conversation_clicked(self, index: QModelIndex) -> None:
@@ -269,8 +312,49 @@ class MainWindow(QMainWindow):
         if self.pages.currentWidget() is self.models_page:
             QMessageBox.warning(self, "Could not load the model", message)
 
+    # downloads
+
+    @Slot(object)
+    def download(self, model: RemoteModel) -> None:
+        self.downloads.add(model)
+
+    @Slot(object)
+    def _on_downloads_changed(self, jobs: list[JobView]) -> None:
+        self.downloads_page.set_jobs(jobs)
+        self.discover_page.set_jobs(jobs)
+        running = sum(j.state in (State.ACTIVE, State.QUEUED) for j in jobs)
+        self.nav.button(self.DOWNLOADS).setText(
+            f"Downloads ({running})" if running else "Downloads"
+        )
+
+    @Slot(object)
+    def _on_download_finished(self, _job: JobView) -> None:
+        self.refresh_library()  # the new model can be chatted with at once
+
+    @Slot(str)
+    def chat_with(self, path: str) -> None:
+        """A new chat with the model at ``path`` (e.g. one just downloaded)."""
+        self.ctx.settings.last_model = path
+        self.ctx.save_settings()
+        self.new_chat()
+        self.refresh_library()
+        self.engine.load(path, self.ctx.load_params())
+
+    @Slot(int)
+    def _concurrency_changed(self, n: int) -> None:
+        self.ctx.settings.download_concurrency = n
+        self.ctx.save_settings()
+        self.downloads.set_concurrency(n)
+
+    @Slot(bool)
+    def _offline_changed(self, offline: bool) -> None:
+        self.discover_page.refresh_offline()
+        if not offline:
+            self.downloads.kick()
+
     @Slot()
     def _engine_settings_changed(self) -> None:
+        self.discover_page.set_context_length(self.ctx.settings.context_length)
         if self.engine.loaded_path and not self.engine.generating:
             self.engine.reload(self.ctx.load_params())
 
@@ -284,5 +368,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.chat_page._flush()
+        self.downloads.shutdown()  # running downloads resume at the next start
         self.library_pool.waitForDone()
         super().closeEvent(event)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import QThreadPool, Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QMessageBox,
     QPlainTextEdit,
@@ -23,9 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import secrets
 from app.engine.templates import BUILTIN_TEMPLATES
+from app.hub import HubError, whoami
 from app.library import LibraryError, ModelLibrary
 from app.settings import Settings
+from ui.tasks import run_task
 
 
 def _form(box: QGroupBox) -> QFormLayout:
@@ -39,6 +44,8 @@ class SettingsPage(QScrollArea):
     engine_settings_changed = Signal()  # threads/context/GPU/template: need a reload
     theme_changed = Signal(str)
     folders_changed = Signal()
+    offline_changed = Signal(bool)
+    token_changed = Signal()
 
     def __init__(
         self, settings: Settings, library: ModelLibrary, parent: QWidget | None = None
@@ -46,6 +53,7 @@ class SettingsPage(QScrollArea):
         super().__init__(parent)
         self.settings = settings
         self.library = library
+        self.pool = QThreadPool(self)
         self.setWidgetResizable(True)
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -155,6 +163,37 @@ class SettingsPage(QScrollArea):
         gf.addRow("System prompt", self.system_prompt)
         layout.addWidget(gen_box)
 
+        # Hugging Face
+        hub_box = QGroupBox("Hugging Face Hub")
+        hf = _form(hub_box)
+        self.offline = QCheckBox("Offline mode: Hearth opens no network connection at all")
+        self.offline.setChecked(settings.offline)
+        self.offline.setToolTip(
+            "Discover and downloads stop; chats keep working. HF_HUB_OFFLINE=1 does the same."
+        )
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setPlaceholderText("hf_…  (only needed for gated or private models)")
+        self.token.setMinimumWidth(320)
+        self.token.setAccessibleName("Hugging Face token")
+        self.save_token = QPushButton("Check and save")
+        self.save_token.clicked.connect(self._check_token)
+        self.remove_token = QPushButton("Remove")
+        self.remove_token.clicked.connect(self._remove_token)
+        token_row = QHBoxLayout()
+        token_row.addWidget(self.token, 1)
+        token_row.addWidget(self.save_token)
+        token_row.addWidget(self.remove_token)
+        self.token_status = QLabel()
+        self.token_status.setWordWrap(True)
+        self.token_status.setObjectName("librarySummary")
+        self.token_status.setMinimumWidth(420)
+        hf.addRow(self.offline)
+        hf.addRow("Access token", token_row)
+        hf.addRow("", self.token_status)
+        layout.addWidget(hub_box)
+        self._show_token_state()
+
         # appearance
         look_box = QGroupBox("Appearance")
         lf = _form(look_box)
@@ -177,6 +216,57 @@ class SettingsPage(QScrollArea):
             sp.valueChanged.connect(self._sampling_changed)
         self.system_prompt.textChanged.connect(self._sampling_changed)
         self.theme.currentIndexChanged.connect(self._theme_changed)
+        self.offline.toggled.connect(self._offline_changed)
+
+    @Slot(bool)
+    def _offline_changed(self, value: bool) -> None:
+        self.settings.offline = value
+        self.changed.emit()
+        self.offline_changed.emit(value)
+
+    def _show_token_state(self, note: str = "") -> None:
+        if secrets.token_from_env():
+            text = "Using the token in the HF_TOKEN environment variable."
+        elif secrets.get_token():
+            text = "A token is saved in the system keyring (or for this session)."
+        else:
+            text = "No token. Public models need none."
+        self.token_status.setText(note or text)
+        self.remove_token.setEnabled(bool(secrets.get_token()) and not secrets.token_from_env())
+
+    @Slot()
+    def _check_token(self) -> None:
+        token = self.token.text().strip()
+        if not token:
+            self.token_status.setText("Paste a token from huggingface.co/settings/tokens first.")
+            return
+        self.save_token.setEnabled(False)
+        self.token_status.setText("Checking the token with the Hub…")
+        run_task(self.pool, lambda: whoami(token), self._token_ok, self._token_failed)
+
+    def _token_ok(self, name: str) -> None:
+        self.save_token.setEnabled(True)
+        where = secrets.set_token(self.token.text().strip())
+        self.token.clear()
+        if where is secrets.Stored.KEYRING:
+            note = f"Signed in as {name}. The token is stored in the system keyring."
+        else:
+            note = (
+                f"Signed in as {name}. No system keyring is available, so the token is kept "
+                "only until Hearth quits (it is never written to a file)."
+            )
+        self._show_token_state(note)
+        self.token_changed.emit()
+
+    def _token_failed(self, error: Exception) -> None:
+        self.save_token.setEnabled(True)
+        self.token_status.setText(str(error) if isinstance(error, HubError) else f"Error: {error}")
+
+    @Slot()
+    def _remove_token(self) -> None:
+        secrets.delete_token()
+        self._show_token_state("The token was removed.")
+        self.token_changed.emit()
 
     @staticmethod
     def _double(value: float, lo: float, hi: float, step: float) -> QDoubleSpinBox:

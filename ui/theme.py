@@ -57,6 +57,22 @@ STYLESHEET = """
 #emptyChat { color: palette(placeholder-text); font-size: 15px; padding-top: 80px; }
 #sendButton { min-width: 72px; padding: 8px 14px; }
 QPlainTextEdit { border: 1px solid palette(mid); border-radius: 8px; padding: 4px; }
+#primaryButton {
+    background: palette(highlight); color: palette(highlighted-text); border: none;
+    border-radius: 4px; padding: 4px 12px; font-weight: 600;
+}
+#fitBadge { border-radius: 8px; padding: 2px 10px; margin: 3px 6px; font-weight: 600; }
+#gatedNotice {
+    background: rgba(230, 160, 40, 0.18); border: 1px solid rgba(230, 160, 40, 0.6);
+    border-radius: 6px; padding: 8px;
+}
+#downloadRow {
+    background: palette(base); border: 1px solid palette(midlight); border-radius: 8px;
+}
+#downloadStatus { color: palette(placeholder-text); }
+#downloadStatus[failed="true"] { color: #c62828; }
+QProgressBar { border: none; border-radius: 4px; background: palette(alternate-base); }
+QProgressBar::chunk { border-radius: 4px; background: palette(highlight); }
 """
 
 

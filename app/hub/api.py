@@ -20,7 +20,7 @@ _QUANT_RE = re.compile(
     r"|TQ[12]_0|MXFP4|BF16|F16|F32|FP16)(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
-PREFERRED = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q6_K", "Q8_0")
+PREFERRED = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q4_1", "Q6_K", "Q8_0")
 
 
 class HubError(Exception):

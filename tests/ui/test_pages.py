@@ -21,7 +21,7 @@ def test_models_page_lists_loads_and_deletes(
     path = make_model("owner/repo/extra.gguf", folder=AppContext.open().paths.models_dir)
     window = make_window()
     page = window.models_page
-    window.show_page(1)
+    window.show_page(window.MODELS)
     table = page.table_model
     names = [table.index(r, 0).data() for r in range(table.rowCount())]
     row = next(r for r, n in enumerate(names) if n.startswith("extra"))

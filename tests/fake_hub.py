@@ -47,6 +47,7 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = {}
         self.faults: dict[str, list[str]] = {}  # file name -> actions for successive byte requests
         self.throttle: float = 0.0  # bytes per second, 0 = unlimited
+        self.search_delays: dict[str, float] = {}  # search text -> seconds before answering
         self.requests: list[tuple[str, str, str]] = []  # method, path, Range header
         self.token = "hf_test_token"
         hub = self
@@ -127,6 +128,7 @@ class FakeHub:
 
     def _search(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
         text = (query.get("search") or [""])[0].lower()
+        time.sleep(self.search_delays.get(text, 0.0))
         limit = int((query.get("limit") or ["1000"])[0])
         cursor = int((query.get("cursor") or ["0"])[0])
         sort = (query.get("sort") or [""])[0]

@@ -399,11 +399,14 @@ def remote_header(model: RemoteModel, token: str | None = None) -> dict[str, Any
     """
     from huggingface_hub import hf_hub_url
 
-    from app.model_file import read_header_prefix
+    from app.model_file import InvalidModelFile, read_header_prefix
 
     url = hf_hub_url(model.repo_id, model.files[0].name, endpoint=endpoint())
     r = _get(url, token, headers={"Range": f"bytes=0-{HEADER_BYTES - 1}"})
-    return read_header_prefix(r.content[:HEADER_BYTES])
+    try:
+        return read_header_prefix(r.content[:HEADER_BYTES])
+    except InvalidModelFile as e:
+        raise HubError(f"{model.files[0].name} on the Hub is not a usable GGUF file: {e}") from None
 
 
 def _complete(model: RemoteModel) -> bool:

@@ -230,3 +230,10 @@ def test_recommended_list() -> None:
         assert m.why
         assert m.title
         assert m.size
+
+
+def test_header_of_a_file_that_is_not_gguf(hub: FakeHub) -> None:
+    hub.add("acme/fake", {"fake-Q4_0.gguf": b"<html>not a model</html>"})
+    [remote] = model_details("acme/fake").models
+    with pytest.raises(HubError, match="not a usable GGUF file"):
+        remote_header(remote)

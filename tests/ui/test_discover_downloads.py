@@ -1,0 +1,237 @@
+"""Discover, the model page, the Downloads page and the Hub settings, against the fake Hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import keyring
+import keyring.backends.fail
+import pytest
+from pytestqt.qtbot import QtBot
+
+from app.downloads import State
+from app.hub import set_offline
+from tests.fake_hub import FakeHub
+from tests.ui.conftest import FakeEngine
+from ui.main_window import MainWindow
+
+REPO = "acme/Tiny-GGUF"
+BIG = 3_000_000
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tiny_model: Path) -> Iterator[FakeHub]:
+    fake = FakeHub()
+    data = tiny_model.read_bytes()
+    fake.add(
+        REPO,
+        {"tiny-Q4_K_M.gguf": data, "tiny-Q8_0.gguf": data + b"\0" * 64},
+        card="# Tiny\n\nA **tiny** test model.\n\n![diagram](https://example.com/d.png)\n",
+    )
+    fake.add("acme/Big-GGUF", {"big-Q4_K_M.gguf": b"G" * BIG}, downloads=5)
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(keyring.backends.fail.Keyring())  # like a headless Linux session
+    yield fake
+    keyring.set_keyring(previous)
+    set_offline(False)
+    fake.close()
+
+
+def search(qtbot: QtBot, window: MainWindow, text: str) -> None:
+    page = window.discover_page
+    window.show_page(window.DISCOVER)
+    page.query.setText(text)
+    page.search()
+    qtbot.waitUntil(lambda: "shown" in page.status.text() or "No GGUF" in page.status.text())
+
+
+def open_repo(qtbot: QtBot, window: MainWindow, repo_id: str) -> None:
+    page = window.discover_page
+    search(qtbot, window, repo_id.split("/")[1])
+    page.list.setCurrentIndex(page.rows.index(page.rows.row_of(repo_id), 0))
+    qtbot.waitUntil(lambda: page.panel.data is not None, timeout=10_000)
+
+
+def file_buttons(window: MainWindow) -> list:  # type: ignore[type-arg]
+    files = window.discover_page.panel.files
+    return [files.cellWidget(r, 3) for r in range(files.rowCount())]
+
+
+def test_recommended_list_needs_no_network(
+    hub: FakeHub, make_window: Callable[..., MainWindow]
+) -> None:
+    hub.requests.clear()
+    window = make_window()
+    window.show_page(window.DISCOVER)
+    page = window.discover_page
+    assert page.rows.rowCount() >= 5
+    assert "Recommended" in page.heading.text()
+    assert hub.requests == []  # nothing is fetched until the user asks
+
+
+def test_search_drops_stale_answers_and_pages(
+    qtbot: QtBot, hub: FakeHub, make_window: Callable[..., MainWindow]
+) -> None:
+    for i in range(35):
+        hub.add(f"bulk/model-{i:02d}-GGUF", {"m-Q4_0.gguf": b"x"}, downloads=1000 - i)
+    hub.search_delays["acme"] = 1.0
+    window = make_window()
+    page = window.discover_page
+    page.query.setText("acme")
+    page.search()  # slow answer, soon stale
+    search(qtbot, window, "bulk")
+    assert page.rows.rowCount() == 30
+    qtbot.wait(1300)  # the stale "acme" answer arrives now and must be dropped
+    assert page.rows.rowCount() == 30
+    assert page.rows.index(0, 0).data() == "bulk/model-00-GGUF"
+    assert page.more.isVisible()
+    page.more.click()
+    qtbot.waitUntil(lambda: page.rows.rowCount() == 35)
+    assert not page.more.isVisible()
+    page.size.setCurrentIndex(page.size.findData("huge"))  # nothing that large here
+    qtbot.waitUntil(lambda: "No GGUF models match" in page.status.text())
+
+
+def test_model_page_download_and_chat(
+    qtbot: QtBot, hub: FakeHub, make_window: Callable[..., MainWindow], fake_engine: FakeEngine
+) -> None:
+    window = make_window()
+    window.show_page(window.DISCOVER)
+    open_repo(qtbot, window, REPO)
+    panel = window.discover_page.panel
+    assert panel.files.rowCount() == 2
+    assert "Recommended" in panel.files.item(0, 0).text()  # Q4_K_M
+    badge = panel.files.cellWidget(0, 2)
+    assert badge.text() == "fits"
+    assert "KV cache" in badge.toolTip()
+    assert "layers" in badge.toolTip()
+    qtbot.waitUntil(lambda: "tiny" in panel.card.toPlainText())
+    assert "[image: diagram]" in panel.card.toPlainText()  # a link, not a fetched image
+
+    file_buttons(window)[0].click()
+    qtbot.waitUntil(
+        lambda: [j.state for j in window.downloads.jobs()] == [State.DONE], timeout=10_000
+    )
+    dest = Path(window.downloads.jobs()[0].paths[0])
+    assert dest.parts[-3:] == ("acme", "Tiny-GGUF", "tiny-Q4_K_M.gguf")
+    # The model shows up in the library and the chat picker without a restart.
+    qtbot.waitUntil(lambda: window.chat_page.picker.findData(str(dest)) >= 0, timeout=5000)
+    qtbot.waitUntil(lambda: file_buttons(window)[0].text() == "Downloaded")
+    row = window.downloads_page.rows[window.downloads.jobs()[0].id]
+    window.show_page(window.DOWNLOADS)
+    assert row.chat_button.isVisible()
+    row.chat_button.click()
+    qtbot.waitUntil(lambda: fake_engine.loads[-1:] == [str(dest)], timeout=5000)
+    assert window.pages.currentWidget() is window.chat_page
+
+
+def test_pause_resume_cancel_from_the_downloads_page(
+    qtbot: QtBot, hub: FakeHub, make_window: Callable[..., MainWindow]
+) -> None:
+    hub.throttle = BIG / 3
+    window = make_window()
+    open_repo(qtbot, window, "acme/Big-GGUF")
+    file_buttons(window)[0].click()
+    window.show_page(window.DOWNLOADS)
+    page = window.downloads_page
+    qtbot.waitUntil(lambda: bool(page.rows), timeout=5000)
+    [row] = page.rows.values()
+    qtbot.waitUntil(lambda: row.job.done > BIG // 10 and "/s" in row.status.text(), timeout=5000)
+    assert "left" in row.status.text()
+    assert window.nav.button(window.DOWNLOADS).text() == "Downloads (1)"
+    row.pause_button.click()
+    qtbot.waitUntil(lambda: row.job.state is State.PAUSED, timeout=5000)
+    assert row.pause_button.text() == "Resume"
+    assert row.status.text().startswith("Paused")
+    hub.throttle = 0
+    row.pause_button.click()
+    qtbot.waitUntil(lambda: row.job.state is State.DONE, timeout=10_000)
+    assert not row.cancel_button.isVisible()
+    row.remove_button.click()  # forget the row; the model stays
+    qtbot.waitUntil(lambda: not page.rows)
+    assert Path(row.job.paths[0]).exists()
+    assert page.empty.isVisible()
+
+    # cancel deletes the partial bytes
+    hub.throttle = BIG / 3
+    (Path(row.job.paths[0])).unlink()
+    file_buttons(window)[0].click()
+    qtbot.waitUntil(lambda: bool(page.rows) and next(iter(page.rows.values())).job.done > 0)
+    next(iter(page.rows.values())).cancel_button.click()
+    qtbot.waitUntil(lambda: not page.rows, timeout=5000)
+    assert not list(window.ctx.paths.partial_dir.rglob("*.part"))
+
+
+def test_closing_and_reopening_resumes_the_download(
+    qtbot: QtBot, hub: FakeHub, make_window: Callable[..., MainWindow]
+) -> None:
+    hub.throttle = BIG / 3
+    first = make_window()
+    open_repo(qtbot, first, "acme/Big-GGUF")
+    file_buttons(first)[0].click()
+    qtbot.waitUntil(lambda: first.downloads.jobs()[0].done > BIG // 5, timeout=5000)
+    first.close()
+    kept = first.downloads.manager.jobs()[0].done
+    hub.throttle = 0
+    hub.requests.clear()
+    second = make_window()
+    qtbot.waitUntil(
+        lambda: [j.state for j in second.downloads.jobs()] == [State.DONE], timeout=10_000
+    )
+    ranges = [r for _m, p, r in hub.requests if p.startswith("/cdn/")]
+    assert len(ranges) == 1
+    assert int(ranges[0][6:-1]) >= kept  # nothing already on disk was fetched again
+
+
+def test_gated_model_explains_and_a_token_fixes_it(
+    qtbot: QtBot, hub: FakeHub, make_window: Callable[..., MainWindow]
+) -> None:
+    hub.repos[REPO].gated = True
+    window = make_window()
+    open_repo(qtbot, window, REPO)
+    panel = window.discover_page.panel
+    assert panel.gated.isVisible()
+    assert "accept" in panel.gated.text()
+    file_buttons(window)[0].click()
+    qtbot.waitUntil(lambda: window.downloads.jobs()[0].state is State.FAILED, timeout=5000)
+    assert "token" in window.downloads.jobs()[0].error
+
+    settings = window.settings_page
+    settings.token.setText("hf_wrong")
+    settings.save_token.click()
+    qtbot.waitUntil(lambda: "refused" in settings.token_status.text(), timeout=5000)
+    settings.token.setText(hub.token)
+    settings.save_token.click()
+    qtbot.waitUntil(lambda: "Signed in as tester" in settings.token_status.text(), timeout=5000)
+    assert "until Hearth quits" in settings.token_status.text()  # no keyring here
+    assert settings.token.text() == ""
+
+    window.show_page(window.DOWNLOADS)
+    [row] = window.downloads_page.rows.values()
+    assert row.pause_button.text() == "Retry"
+    row.pause_button.click()
+    qtbot.waitUntil(lambda: window.downloads.jobs()[0].state is State.DONE, timeout=10_000)
+    settings.remove_token.click()
+
+
+def test_offline_mode_opens_no_connection(
+    qtbot: QtBot, hub: FakeHub, make_window: Callable[..., MainWindow]
+) -> None:
+    window = make_window()
+    window.settings_page.offline.setChecked(True)
+    assert window.ctx.settings.offline
+    hub.requests.clear()
+    page = window.discover_page
+    page.query.setText("tiny")
+    page.search()
+    qtbot.waitUntil(lambda: "offline" in page.status.text())
+    page.open_model(REPO)
+    qtbot.waitUntil(lambda: "offline" in page.panel.message.text())
+    assert hub.requests == []
+    window.settings_page.offline.setChecked(False)
+    search(qtbot, window, "tiny")
+    assert page.rows.rowCount() == 1

@@ -345,7 +345,6 @@ class DiscoverPage(QWidget):
         self._search_id = 0
         self._page_id = 0
         self._next_url: str | None = None
-        self._machine: Machine | None = None
 
         self.query = QLineEdit()
         self.query.setPlaceholderText("Search GGUF models on Hugging Face (e.g. qwen, llama 8b)")
@@ -515,16 +514,14 @@ class DiscoverPage(QWidget):
         self._pending_card = None
         self.panel.show_message(f"Loading {html.escape(repo_id)}…")
         token = self._token()
-        cached_machine = self._machine
 
         def load() -> _PageData:
             details = model_details(repo_id, token)
-            machine = cached_machine
-            if machine is None:
-                try:
-                    machine = this_machine()
-                except Exception as e:  # psutil or nvidia-smi trouble: show no fit, not an error
-                    log.warning("cannot read this machine's memory: %s", e)
+            machine = None
+            try:
+                machine = this_machine()  # free memory now, not when Hearth started
+            except Exception as e:  # psutil or nvidia-smi trouble: show no fit, not an error
+                log.warning("cannot read this machine's memory: %s", e)
             kv = None
             if details.models:
                 try:
@@ -549,7 +546,6 @@ class DiscoverPage(QWidget):
     def _on_details(self, request: int, data: _PageData) -> None:
         if request != self._page_id:
             return
-        self._machine = data.machine
         self.panel.show_details(data)
         if self._pending_card is not None and self._pending_card[0] == request:
             self.panel.show_card(self._pending_card[1])

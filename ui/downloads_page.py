@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.downloads import DownloadManager, JobView, State
-from app.hub import RemoteModel
+from app.hub import RemoteModel, offline
 from app.model_file import human_size
 
 POLL_MS = 250
@@ -128,6 +128,8 @@ def status_text(job: JobView) -> str:
             return f"{human_size(int(job.speed))}/s · {human_duration(job.eta)} left · {amount}"
         return f"Starting… · {amount}"
     if job.state is State.QUEUED:
+        if offline():
+            return f"Waiting: Hearth is in offline mode (Settings) · {amount}"
         return f"Waiting for another download to finish · {amount}"
     if job.state is State.PAUSED:
         return f"Paused · {amount}"

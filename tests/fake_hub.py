@@ -49,6 +49,7 @@ class FakeHub:
         self.throttle: float = 0.0  # bytes per second, 0 = unlimited
         self.search_delays: dict[str, float] = {}  # search text -> seconds before answering
         self.requests: list[tuple[str, str, str]] = []  # method, path, Range header
+        self.authorized_paths: list[str] = []  # paths of requests that carried a token
         self.token = "hf_test_token"
         hub = self
 
@@ -109,6 +110,8 @@ class FakeHub:
         path = urllib.parse.unquote(url.path)
         query = urllib.parse.parse_qs(url.query)
         self.requests.append((h.command, path, h.headers.get("Range", "")))
+        if h.headers.get("Authorization"):
+            self.authorized_paths.append(path)
         if path == "/api/models":
             return self._search(h, query)
         if path == "/api/whoami-v2":

@@ -14,14 +14,17 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from app.downloads import net
 from app.hub import (
     OFFLINE_MESSAGE,
     GatedError,
@@ -146,8 +149,6 @@ class Downloader:
         return [t.dest for t in targets]
 
     def _fetch(self, t: Target, report: Callable[[int], None], cancel: threading.Event) -> None:
-        import httpx2 as httpx
-        from huggingface_hub import get_session
         from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
         t.part.parent.mkdir(parents=True, exist_ok=True)
@@ -161,18 +162,32 @@ class Downloader:
         meta.write_text(json.dumps(expected))
 
         headers = build_hf_headers(token=self.token or False)
-        session = get_session()
-        attempts = 0
         # Hashed while it downloads; only bytes kept from an earlier run are read back once.
-        hasher = hashlib.sha256()
+        hasher = _Hasher()
         hashed = 0
+        try:
+            self._loop(t, report, cancel, headers, hasher, hashed)
+        finally:
+            hasher.close()
+
+    def _loop(
+        self,
+        t: Target,
+        report: Callable[[int], None],
+        cancel: threading.Event,
+        headers: dict[str, str],
+        hasher: _Hasher,
+        hashed: int,
+    ) -> None:
+        attempts = 0
         while True:
             start = t.part.stat().st_size if t.part.exists() else 0
             if start > t.file.size:
                 t.part.unlink()
                 start = 0
             if start != hashed:
-                hasher, hashed = _hash_file(t.part, start), start
+                hasher.reset(_hash_file(t.part, start))
+                hashed = start
             if start == t.file.size:
                 break
             report(start)
@@ -181,15 +196,10 @@ class Downloader:
             wait = self.backoff * 2 ** min(attempts, 6)
             got = 0
             try:
-                timeout = httpx.Timeout(self.stall_seconds, connect=min(self.stall_seconds, 15.0))
-                with session.stream(
-                    "GET",
-                    t.url,
-                    headers={**headers, "Range": f"bytes={start}-"},
-                    timeout=timeout,
-                    follow_redirects=True,
+                with net.get(
+                    t.url, {**headers, "Range": f"bytes={start}-"}, self.stall_seconds
                 ) as r:
-                    status = r.status_code
+                    status = r.status
                     if status in (401, 403):
                         raise GatedError(
                             f"Access denied to {t.file.name}: the repository is gated or private. "
@@ -202,18 +212,16 @@ class Downloader:
                         t.part.unlink(missing_ok=True)
                         continue
                     if status == 429 or status >= 500:
-                        wait = (
-                            _retry_after(r.headers.get("Retry-After"), wait)
-                            if status == 429
-                            else wait
-                        )
+                        if status == 429:
+                            wait = _retry_after(r.headers.get("Retry-After"), wait)
                         raise _Retry(f"HTTP {status}")
                     if status not in (200, 206):
                         raise DownloadError(f"The Hub answered HTTP {status} for {t.file.name}.")
                     mode = "ab" if status == 206 else "wb"  # 200: the server ignored Range
                     written = start if status == 206 else 0
                     if status == 200 and start:
-                        hasher, hashed = hashlib.sha256(), 0
+                        hasher.reset(hashlib.sha256())
+                        hashed = 0
                     # Unbuffered: the network's chunks are large, and a full disk then fails the
                     # write that hit it rather than a later flush.
                     try:
@@ -221,9 +229,9 @@ class Downloader:
                     except OSError as e:
                         raise _write_error(e, t) from None
                     with out:
-                        # As the network delivers it: with a chunk size, httpx buffers bytes that a
-                        # dropped connection then throws away.
-                        for chunk in r.iter_raw():
+                        # As the network delivers it (one socket read per piece), so a dropped
+                        # connection loses nothing already received.
+                        while chunk := r.read1():
                             try:
                                 _write_all(out, chunk)
                             except OSError as e:
@@ -235,7 +243,7 @@ class Downloader:
                             report(written)
                             if cancel.is_set():
                                 raise Cancelled("Download paused.")
-            except (_Retry, httpx.TransportError) as e:
+            except (_Retry, OSError, HTTPException) as e:  # dropped, reset, stalled
                 attempts = 0 if got else attempts + 1
                 if attempts >= self.max_attempts:
                     raise DownloadError(
@@ -257,6 +265,40 @@ class Downloader:
         t.dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(t.part, t.dest)
         t.part.with_name(t.part.name + ".json").unlink(missing_ok=True)
+
+
+class _Hasher:
+    """sha256 on a helper thread, so hashing one piece overlaps reading the next from the socket
+    (hashlib lets go of the GIL for large buffers)."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self._thread: threading.Thread | None = None
+
+    def update(self, data: bytes) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+            self._thread.start()
+        self._queue.put(data)
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._h.update(data)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def reset(self, h: Any) -> None:
+        self.close()
+        self._h = h
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._h.hexdigest()
 
 
 class _Retry(Exception):

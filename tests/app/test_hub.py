@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,8 @@ GB = 1000**3
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    fake = FakeHub()
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    yield fake
-    set_offline(False)
-    fake.close()
+def hub(fake_hub: FakeHub) -> FakeHub:
+    return fake_hub
 
 
 def test_search_sorts_and_pages_with_link_headers(hub: FakeHub) -> None:

@@ -11,7 +11,6 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.downloads import State
-from app.hub import set_offline
 from tests.fake_hub import FakeHub
 from tests.ui.conftest import FakeEngine
 from ui.main_window import MainWindow
@@ -21,24 +20,18 @@ BIG = 3_000_000
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tiny_model: Path) -> Iterator[FakeHub]:
-    fake = FakeHub()
+def hub(fake_hub: FakeHub, tiny_model: Path) -> Iterator[FakeHub]:
     data = tiny_model.read_bytes()
-    fake.add(
+    fake_hub.add(
         REPO,
         {"tiny-Q4_K_M.gguf": data, "tiny-Q8_0.gguf": data + b"\0" * 64},
         card="# Tiny\n\nA **tiny** test model.\n\n![diagram](https://example.com/d.png)\n",
     )
-    fake.add("acme/Big-GGUF", {"big-Q4_K_M.gguf": b"G" * BIG}, downloads=5)
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
+    fake_hub.add("acme/Big-GGUF", {"big-Q4_K_M.gguf": b"G" * BIG}, downloads=5)
     previous = keyring.get_keyring()
     keyring.set_keyring(keyring.backends.fail.Keyring())  # like a headless Linux session
-    yield fake
+    yield fake_hub
     keyring.set_keyring(previous)
-    set_offline(False)
-    fake.close()
 
 
 def search(qtbot: QtBot, window: MainWindow, text: str) -> None:

@@ -7,12 +7,14 @@ and the formula are returned with the verdict so the UI can show them.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from app.model_file import human_size
@@ -138,27 +140,32 @@ def this_machine() -> Machine:
     return Machine(int(mem.available), int(mem.total), vram, gpu, unified)
 
 
-@functools.cache
-def gpu_build() -> bool:
-    try:
-        import llama_cpp
+GPU_BACKENDS = {"cuda": "NVIDIA GPU", "metal": "Apple GPU", "hip": "AMD GPU", "vulkan": "GPU"}
 
-        return bool(llama_cpp.llama_supports_gpu_offload())
-    except Exception as e:  # a broken build must not break a model page
-        log.info("cannot ask llama.cpp about GPU offload: %s", e)
-        return False
+
+@functools.cache
+def gpu_backend() -> str:
+    """The GPU backend the installed llama.cpp was built with ("" for CPU-only), found from its
+    library files: loading llama.cpp here would start a GPU context in the window's process."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    folder = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    names = [p.name.lower() for p in folder.glob("*ggml-*")] if folder.is_dir() else []
+    return next((b for b in GPU_BACKENDS if any(f"ggml-{b}" in n for n in names)), "")
 
 
 def _vram() -> tuple[int, str]:
-    if not gpu_build():
+    backend = gpu_backend()
+    if not backend:
         return 0, ""
-    if sys.platform == "darwin":
+    if backend == "metal":
         import psutil
 
         return int(psutil.virtual_memory().available), "Apple GPU"
     smi = shutil.which("nvidia-smi")
-    if not smi:
-        return 0, ""
+    if backend != "cuda" or not smi:
+        return 0, ""  # no free-memory figure for this GPU: estimate against RAM
     try:
         out = subprocess.run(
             [smi, "--query-gpu=name,memory.free", "--format=csv,noheader,nounits"],

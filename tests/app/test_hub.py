@@ -230,3 +230,27 @@ def test_header_of_a_file_that_is_not_gguf(hub: FakeHub) -> None:
     [remote] = model_details("acme/fake").models
     with pytest.raises(HubError, match="not a usable GGUF file"):
         remote_header(remote)
+
+
+def test_gpu_build_is_found_from_library_files_without_loading_llama_cpp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.machinery
+
+    from app.hub import fit
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libggml-cpu.so").touch()
+    spec = importlib.machinery.ModuleSpec("llama_cpp", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]
+    monkeypatch.setattr(fit.importlib.util, "find_spec", lambda _name: spec)
+    fit.gpu_backend.cache_clear()
+    try:
+        assert fit.gpu_backend() == ""
+        (tmp_path / "lib" / "libggml-cuda.so").touch()
+        fit.gpu_backend.cache_clear()
+        assert fit.gpu_backend() == "cuda"
+        monkeypatch.setattr(fit.shutil, "which", lambda _name: None)  # no nvidia-smi
+        assert fit.this_machine().vram_free == 0  # then RAM is what is counted
+    finally:
+        fit.gpu_backend.cache_clear()

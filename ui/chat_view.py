@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
+from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QFrame,
@@ -180,6 +180,10 @@ class MessageWidget(QFrame):
         self.footer.setVisible(bool(parts))
 
 
+def palette_is_dark(widget: QWidget) -> bool:
+    return widget.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+
 class ChatView(QScrollArea):
     def __init__(self, model: MessageListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -189,8 +193,7 @@ class ChatView(QScrollArea):
         self._model = model
         self._first_shown = 0
         self._widgets: list[MessageWidget] = []
-        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
-        self._renderer = MarkdownRenderer(dark=dark)
+        self._renderer = MarkdownRenderer(dark=palette_is_dark(self))
         self._stick_to_bottom = True
 
         self._body = QWidget()
@@ -216,6 +219,15 @@ class ChatView(QScrollArea):
         bar.valueChanged.connect(self._on_scrolled)
         bar.rangeChanged.connect(self._on_range_changed)
         self._rebuild()
+
+    def changeEvent(self, event: QEvent) -> None:
+        # The theme changed: code blocks are coloured when rendered, so render again.
+        if event.type() == QEvent.Type.PaletteChange:
+            dark = palette_is_dark(self)
+            if dark != self._renderer.dark:
+                self._renderer = MarkdownRenderer(dark=dark)
+                self._rebuild()
+        super().changeEvent(event)
 
     def set_empty_text(self, text: str) -> None:
         self._empty.setText(text)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import (
+    QEvent,
     QModelIndex,
     QPersistentModelIndex,
     QRect,
@@ -64,6 +65,7 @@ from app.hub.fit import Fit, KvShape, Machine, Verdict, estimate, this_machine
 from app.hub.recommended import recommended
 from app.markdown_render import MarkdownRenderer, card_markdown
 from app.model_file import human_parameters, human_size
+from ui.chat_view import palette_is_dark
 from ui.item_models import HubListModel, HubRole, recommended_row, search_row
 from ui.tasks import run_task
 
@@ -129,10 +131,11 @@ class ModelPanel(QWidget):
     download_requested = Signal(object)  # RemoteModel
     open_downloads = Signal()
 
-    def __init__(self, context_length: int, dark: bool = False) -> None:
+    def __init__(self, context_length: int) -> None:
         super().__init__()
         self.context_length = context_length
-        self.renderer = MarkdownRenderer(dark)
+        self.renderer = MarkdownRenderer(palette_is_dark(self))
+        self.card_text = ""
         self.data: _PageData | None = None
         self.jobs: dict[str, JobView] = {}
         self.recommended_name = ""
@@ -230,7 +233,17 @@ class ModelPanel(QWidget):
         self.stack.setCurrentIndex(1)
         self.card.setHtml("<p><i>Loading the model card…</i></p>")
 
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:  # the theme changed: recolour code blocks
+            dark = palette_is_dark(self)
+            if dark != self.renderer.dark:
+                self.renderer = MarkdownRenderer(dark)
+                if self.data is not None and self.card_text:
+                    self.show_card(self.card_text)
+        super().changeEvent(event)
+
     def show_card(self, text: str) -> None:
+        self.card_text = text
         if not text.strip():
             self.card.setHtml("<p><i>This model has no model card.</i></p>")
             return
@@ -335,7 +348,6 @@ class DiscoverPage(QWidget):
         self,
         token: Any,  # () -> str | None, read at each request
         context_length: int,
-        dark: bool = False,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -396,7 +408,7 @@ class DiscoverPage(QWidget):
         ll.addWidget(self.status)
         ll.addWidget(self.more)
 
-        self.panel = ModelPanel(context_length, dark)
+        self.panel = ModelPanel(context_length)
         self.panel.download_requested.connect(self.download_requested)
         self.panel.open_downloads.connect(self.open_downloads)
         split = QSplitter()

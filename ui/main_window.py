@@ -38,7 +38,7 @@ from ui.item_models import ConversationListModel, ConversationRole
 from ui.models_page import ModelsPage
 from ui.settings_page import SettingsPage
 from ui.tasks import run_task
-from ui.theme import apply_theme, is_dark
+from ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,7 @@ class MainWindow(QMainWindow):
         self.chat_page = ChatPage(ctx, store, engine)
         self.models_page = ModelsPage(ctx.paths.models_dir)
         self.settings_page = SettingsPage(ctx.settings, ctx.library)
-        self.discover_page = DiscoverPage(
-            get_token, ctx.settings.context_length, is_dark(ctx.settings.theme)
-        )
+        self.discover_page = DiscoverPage(get_token, ctx.settings.context_length)
         self.downloads_page = DownloadsPage(ctx.settings.download_concurrency)
         self.downloads = DownloadsController(
             DownloadManager(

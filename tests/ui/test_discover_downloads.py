@@ -230,3 +230,20 @@ def test_offline_mode_opens_no_connection(
     window.settings_page.offline.setChecked(False)
     search(qtbot, window, "tiny")
     assert page.rows.rowCount() == 1
+
+
+def test_theme_change_recolours_the_model_card(
+    qtbot: QtBot, hub: FakeHub, make_window: Callable[..., MainWindow]
+) -> None:
+    hub.repos[REPO].card = "# Tiny\n\n```python\nprint('hi')\n```\n"
+    window = make_window()
+    window._apply_theme("light")
+    open_repo(qtbot, window, REPO)
+    panel = window.discover_page.panel
+    qtbot.waitUntil(lambda: "print" in panel.card.toPlainText())
+    assert not panel.renderer.dark
+    window._apply_theme("dark")
+    qtbot.waitUntil(lambda: panel.renderer.dark)
+    assert window.chat_page.view._renderer.dark  # the chat view follows too
+    assert "print" in panel.card.toPlainText()
+    window._apply_theme("light")

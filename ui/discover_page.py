@@ -67,7 +67,7 @@ from app.markdown_render import MarkdownRenderer, card_markdown
 from app.model_file import human_parameters, human_size
 from ui.chat_view import palette_is_dark
 from ui.item_models import HubListModel, HubRole, recommended_row, search_row
-from ui.tasks import run_task
+from ui.tasks import error_text, run_task
 
 log = logging.getLogger(__name__)
 DEBOUNCE_MS = 350
@@ -205,6 +205,11 @@ class ModelPanel(QWidget):
         self.message.setText(text)
         self.stack.setCurrentIndex(0)
 
+    def show_loading(self, repo_id: str) -> None:
+        self.show_message(f"Loading {html.escape(repo_id)}…")
+        self.card_text = ""
+        self.card.setHtml("<p><i>Loading the model card…</i></p>")
+
     def show_details(self, data: _PageData) -> None:
         self.data = data
         d = data.details
@@ -217,9 +222,9 @@ class ModelPanel(QWidget):
             f"↓ {d.downloads:,}",
             f"♥ {d.likes:,}",
             f"updated {d.last_modified[:10]}" if d.last_modified else "",
-            f'<a href="{html.escape(repo_url(d.repo_id))}">Open on Hugging Face</a>',
         ]
-        self.facts.setText(" · ".join(html.escape(f) if "<a " not in f else f for f in facts if f))
+        link = f'<a href="{html.escape(repo_url(d.repo_id))}">Open on Hugging Face</a>'
+        self.facts.setText(" · ".join([html.escape(f) for f in facts if f] + [link]))
         self.gated.setVisible(d.gated)
         if d.gated:
             url = html.escape(repo_url(d.repo_id))
@@ -231,14 +236,13 @@ class ModelPanel(QWidget):
         self.recommended_name = choose(d.models, "").name if d.models else ""
         self._fill_files()
         self.stack.setCurrentIndex(1)
-        self.card.setHtml("<p><i>Loading the model card…</i></p>")
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.PaletteChange:  # the theme changed: recolour code blocks
             dark = palette_is_dark(self)
             if dark != self.renderer.dark:
                 self.renderer = MarkdownRenderer(dark)
-                if self.data is not None and self.card_text:
+                if self.card_text:
                     self.show_card(self.card_text)
         super().changeEvent(event)
 
@@ -250,7 +254,16 @@ class ModelPanel(QWidget):
         self.card.setHtml(self.renderer.render(card_markdown(text)))
 
     def set_jobs(self, jobs: list[JobView]) -> None:
+        """Called on every poll of the queue: only this page's download buttons are redone, and
+        only when one of its downloads changed."""
+        mine = {job_id(m) for m in self.data.details.models} if self.data else set()
+        before = {i: j for i, j in self.jobs.items() if i in mine}
         self.jobs = {j.id: j for j in jobs}
+        if self.data is not None and before != {i: j for i, j in self.jobs.items() if i in mine}:
+            self._fill_actions()
+
+    def refresh(self) -> None:
+        """Estimate again (the context length changed)."""
         if self.data is not None:
             self._fill_files()
 
@@ -295,8 +308,13 @@ class ModelPanel(QWidget):
             size.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.files.setItem(row, 1, size)
             self.files.setCellWidget(row, 2, self._fit_badge(self._fit(m)))
-            self.files.setCellWidget(row, 3, self._action(m))
+        self._fill_actions()
         self.files.resizeRowsToContents()
+
+    def _fill_actions(self) -> None:
+        assert self.data is not None
+        for row, m in enumerate(self.data.details.models):
+            self.files.setCellWidget(row, 3, self._action(m))
 
     def _fit_badge(self, fit: Fit | None) -> QLabel:
         badge = QLabel(fit.verdict.value if fit else "unknown")
@@ -442,14 +460,10 @@ class DiscoverPage(QWidget):
         self._next_url = None
         self.heading.setText("<b>Recommended for a first download</b>")
         self.rows.set_rows([recommended_row(r) for r in recommended()])
-        self.status.setText(
-            "Small, capable models with permissive licences. Type to search the whole Hub."
-            + (
-                "\nHearth is offline: turn offline mode off in Settings to browse."
-                if offline()
-                else ""
-            )
-        )
+        note = "Small, capable models with permissive licences. Type to search the whole Hub."
+        if offline():
+            note += "\nHearth is offline: turn offline mode off in Settings to browse the Hub."
+        self.status.setText(note)
         self.more.hide()
 
     @Slot()
@@ -467,10 +481,9 @@ class DiscoverPage(QWidget):
         )
         self.status.setText("Searching…")
         self.more.hide()
-        token = self._token()
         run_task(
             self.pool,
-            lambda: search_page(text, sort=sort, size=size, token=token),
+            lambda: search_page(text, sort=sort, size=size, token=self._token()),
             lambda page: self._on_page(request, page, replace=True),
             lambda error: self._on_search_error(request, error),
         )
@@ -480,11 +493,11 @@ class DiscoverPage(QWidget):
         if not self._next_url:
             return
         request = self._search_id
-        url, token = self._next_url, self._token()
+        url = self._next_url
         self.more.setEnabled(False)
         run_task(
             self.pool,
-            lambda: search_page(next_url=url, token=token),
+            lambda: search_page(next_url=url, token=self._token()),
             lambda page: self._on_page(request, page, replace=False),
             lambda error: self._on_search_error(request, error),
         )
@@ -511,7 +524,7 @@ class DiscoverPage(QWidget):
         if request != self._search_id:
             return
         self.more.setEnabled(True)
-        self.status.setText(_message(error))
+        self.status.setText(error_text(error))
 
     # the model page
 
@@ -523,11 +536,10 @@ class DiscoverPage(QWidget):
     def open_model(self, repo_id: str) -> None:
         self._page_id += 1
         request = self._page_id
-        self._pending_card = None
-        self.panel.show_message(f"Loading {html.escape(repo_id)}…")
-        token = self._token()
+        self.panel.show_loading(repo_id)
 
         def load() -> _PageData:
+            token = self._token()  # here, off the GUI thread: the keyring can be slow
             details = model_details(repo_id, token)
             machine = None
             try:
@@ -550,7 +562,7 @@ class DiscoverPage(QWidget):
         )
         run_task(
             self.pool,
-            lambda: model_card(repo_id, token),
+            lambda: model_card(repo_id, self._token()),
             lambda text: self._on_card(request, text),
             lambda error: self._on_card(request, f"*The model card could not be loaded: {error}*"),
         )
@@ -559,39 +571,23 @@ class DiscoverPage(QWidget):
         if request != self._page_id:
             return
         self.panel.show_details(data)
-        if self._pending_card is not None and self._pending_card[0] == request:
-            self.panel.show_card(self._pending_card[1])
-
-    _pending_card: tuple[int, str] | None = None
 
     def _on_card(self, request: int, text: str) -> None:
-        if request != self._page_id:
-            return
-        if self.panel.data is None:
-            self._pending_card = (request, text)  # the details are still on their way
-        else:
-            self.panel.show_card(text)
+        if request == self._page_id:
+            self.panel.show_card(text)  # shown with the details, whichever arrives first
 
     def _on_details_error(self, request: int, error: Exception) -> None:
         if request != self._page_id:
             return
-        self.panel.show_message(html.escape(_message(error)).replace("\n", "<br>"))
+        self.panel.show_message(html.escape(error_text(error)).replace("\n", "<br>"))
 
     def set_jobs(self, jobs: list[JobView]) -> None:
         self.panel.set_jobs(jobs)
 
     def set_context_length(self, n: int) -> None:
         self.panel.context_length = n
-        if self.panel.data is not None:
-            self.panel.set_jobs(list(self.panel.jobs.values()))
+        self.panel.refresh()
 
     def refresh_offline(self) -> None:
         if not self.query.text().strip():
             self.show_recommended()
-
-
-def _message(error: Exception) -> str:
-    if isinstance(error, HubError):
-        return str(error)
-    log.error("unexpected Hub error: %r", error)
-    return f"Unexpected error: {error}"

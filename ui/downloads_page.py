@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal, Slot
@@ -63,8 +64,9 @@ class DownloadsController(QObject):
             for j in jobs:
                 if j.state is State.DONE and before.get(j.id, State.DONE) is not State.DONE:
                     self.finished.emit(j)
-        # Poll only while something can change on its own.
-        if self.manager.busy or any(j.state is State.ACTIVE for j in jobs):
+        # Poll only while something can change on its own (a pause or cancel under way counts:
+        # its job stays active until the worker has stopped).
+        if self.manager.busy:
             if not self._timer.isActive():
                 self._timer.start()
         else:
@@ -77,7 +79,7 @@ class DownloadsController(QObject):
     @Slot(str)
     def pause(self, job_id: str) -> None:
         self.manager.pause(job_id)
-        self._poll_soon()
+        self.poll()
 
     @Slot(str)
     def resume(self, job_id: str) -> None:
@@ -87,7 +89,7 @@ class DownloadsController(QObject):
     @Slot(str)
     def cancel(self, job_id: str) -> None:
         self.manager.cancel(job_id)
-        self._poll_soon()
+        self.poll()
 
     @Slot()
     def clear_finished(self) -> None:
@@ -103,12 +105,6 @@ class DownloadsController(QObject):
     def kick(self) -> None:
         self.manager.kick()
         self.poll()
-
-    def _poll_soon(self) -> None:
-        # A pause or cancel ends on the worker thread; keep polling until it has.
-        self.poll()
-        if not self._timer.isActive():
-            self._timer.start()
 
     def shutdown(self) -> None:
         self._timer.stop()
@@ -347,20 +343,16 @@ class DownloadsPage(QWidget):
                 self.list_layout.insertWidget(position, row)
         self.scroll.setVisible(bool(jobs))
         self.empty.setVisible(not jobs)
-        active = [j for j in jobs if j.state is State.ACTIVE]
-        speed = sum(j.speed for j in active)
-        parts = []
-        if active:
-            parts.append(f"{len(active)} downloading at {human_size(int(speed))}/s")
-        waiting = sum(j.state is State.QUEUED for j in jobs)
-        if waiting:
-            parts.append(f"{waiting} waiting")
-        for state, word in ((State.PAUSED, "paused"), (State.FAILED, "failed")):
-            n = sum(j.state is state for j in jobs)
-            if n:
-                parts.append(f"{n} {word}")
-        done = sum(j.state is State.DONE for j in jobs)
-        if done:
-            parts.append(f"{done} finished")
-        self.summary.setText(" · ".join(parts))
-        self.clear_button.setEnabled(bool(done))
+        counts = Counter(j.state for j in jobs)
+        speed = sum(j.speed for j in jobs)
+        words = {
+            State.ACTIVE: f"downloading at {human_size(int(speed))}/s",
+            State.QUEUED: "waiting",
+            State.PAUSED: "paused",
+            State.FAILED: "failed",
+            State.DONE: "finished",
+        }
+        self.summary.setText(
+            " · ".join(f"{counts[state]} {word}" for state, word in words.items() if counts[state])
+        )
+        self.clear_button.setEnabled(bool(counts[State.DONE]))

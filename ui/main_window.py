@@ -28,7 +28,7 @@ from app.context import AppContext
 from app.downloads import DownloadManager, JobView, State
 from app.engine.types import LoadedModel
 from app.hub import RemoteModel
-from app.library import LibraryError, LibraryModel
+from app.library import LibraryModel
 from app.secrets import get_token
 from ui.chat_page import ChatPage
 from ui.discover_page import DiscoverPage
@@ -37,7 +37,7 @@ from ui.engine_controller import EngineController
 from ui.item_models import ConversationListModel, ConversationRole
 from ui.models_page import ModelsPage
 from ui.settings_page import SettingsPage
-from ui.tasks import run_task
+from ui.tasks import error_text, run_task
 from ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
@@ -283,8 +283,7 @@ class MainWindow(QMainWindow):
         )
 
     def _library_failed(self, error: Exception) -> None:
-        message = str(error) if isinstance(error, LibraryError) else f"Unexpected error: {error}"
-        QMessageBox.warning(self, "Models", message)
+        QMessageBox.warning(self, "Models", error_text(error))
         self.refresh_library()
 
     @Slot(str)

@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
 
 from app import secrets
 from app.engine.templates import BUILTIN_TEMPLATES
-from app.hub import HubError, whoami
+from app.hub import whoami
 from app.library import LibraryError, ModelLibrary
 from app.settings import Settings
-from ui.tasks import run_task
+from ui.tasks import error_text, run_task
 
 
 def _form(box: QGroupBox) -> QFormLayout:
@@ -45,7 +45,6 @@ class SettingsPage(QScrollArea):
     theme_changed = Signal(str)
     folders_changed = Signal()
     offline_changed = Signal(bool)
-    token_changed = Signal()
 
     def __init__(
         self, settings: Settings, library: ModelLibrary, parent: QWidget | None = None
@@ -225,14 +224,25 @@ class SettingsPage(QScrollArea):
         self.offline_changed.emit(value)
 
     def _show_token_state(self, note: str = "") -> None:
-        if secrets.token_from_env():
+        # The keyring is read off the GUI thread: it can be slow, or ask to be unlocked.
+        self.remove_token.setEnabled(False)
+        run_task(
+            self.pool,
+            secrets.get_token,
+            lambda token: self._token_state(token, note),
+            self._token_failed,
+        )
+
+    def _token_state(self, token: str | None, note: str) -> None:
+        from_env = secrets.token_from_env()
+        if from_env:
             text = "Using the token in the HF_TOKEN environment variable."
-        elif secrets.get_token():
+        elif token:
             text = "A token is saved in the system keyring (or for this session)."
         else:
             text = "No token. Public models need none."
         self.token_status.setText(note or text)
-        self.remove_token.setEnabled(bool(secrets.get_token()) and not secrets.token_from_env())
+        self.remove_token.setEnabled(bool(token) and not from_env)
 
     @Slot()
     def _check_token(self) -> None:
@@ -242,11 +252,15 @@ class SettingsPage(QScrollArea):
             return
         self.save_token.setEnabled(False)
         self.token_status.setText("Checking the token with the Hub…")
-        run_task(self.pool, lambda: whoami(token), self._token_ok, self._token_failed)
 
-    def _token_ok(self, name: str) -> None:
+        def check_and_keep() -> tuple[str, secrets.Stored]:
+            return whoami(token), secrets.set_token(token)  # stored only once the Hub knows it
+
+        run_task(self.pool, check_and_keep, self._token_ok, self._token_failed)
+
+    def _token_ok(self, result: tuple[str, secrets.Stored]) -> None:
+        name, where = result
         self.save_token.setEnabled(True)
-        where = secrets.set_token(self.token.text().strip())
         self.token.clear()
         if where is secrets.Stored.KEYRING:
             note = f"Signed in as {name}. The token is stored in the system keyring."
@@ -256,17 +270,19 @@ class SettingsPage(QScrollArea):
                 "only until Hearth quits (it is never written to a file)."
             )
         self._show_token_state(note)
-        self.token_changed.emit()
 
     def _token_failed(self, error: Exception) -> None:
         self.save_token.setEnabled(True)
-        self.token_status.setText(str(error) if isinstance(error, HubError) else f"Error: {error}")
+        self.token_status.setText(error_text(error))
 
     @Slot()
     def _remove_token(self) -> None:
-        secrets.delete_token()
-        self._show_token_state("The token was removed.")
-        self.token_changed.emit()
+        run_task(
+            self.pool,
+            secrets.delete_token,
+            lambda _none: self._show_token_state("The token was removed."),
+            self._token_failed,
+        )
 
     @staticmethod
     def _double(value: float, lo: float, hi: float, step: float) -> QDoubleSpinBox:

@@ -66,3 +66,14 @@ def run_task(
     relay = _Relay(on_done, on_error)
     _live.add(relay)
     pool.start(_Task(fn, relay))
+
+
+def error_text(error: Exception) -> str:
+    """What a failed task tells the user: the core's own words, or "Unexpected error" (logged)."""
+    from app.hub import HubError
+    from app.library import LibraryError
+
+    if isinstance(error, HubError | LibraryError):
+        return str(error)
+    log.error("unexpected error in a background task: %r", error)
+    return f"Unexpected error: {error}"

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
-from app.downloads.transfer import Cancelled, Downloader, plan
+from app.downloads.transfer import Cancelled, Downloader, Target, bytes_on_disk, plan
 from app.fileio import atomic_write_text
 from app.hub import HubError, RemoteModel, offline
 
@@ -129,11 +128,6 @@ class DownloadManager:
         with self._lock:
             return [j.view() for j in self._jobs.values()]
 
-    def job(self, id_: str) -> JobView | None:
-        with self._lock:
-            j = self._jobs.get(id_)
-            return j.view() if j else None
-
     @property
     def busy(self) -> bool:
         with self._lock:
@@ -242,9 +236,8 @@ class DownloadManager:
                     continue
                 if job.state is State.ACTIVE:
                     job.state = State.QUEUED
-                job.done = (
-                    job.model.size if job.state is State.DONE else (self._bytes_on_disk(job.model))
-                )
+                done = job.state is State.DONE
+                job.done = job.model.size if done else self._bytes_on_disk(job.model)
                 self._jobs[job.id] = job
             self._schedule()
 
@@ -280,7 +273,7 @@ class DownloadManager:
                 )
                 active += 1
                 job.thread.start()
-        self._save()
+        # Not saved here: a job saved as queued or as running resumes the same way at start.
 
     def _run(self, job: _Job) -> None:
         def progress(done: int, _total: int) -> None:
@@ -335,24 +328,18 @@ class DownloadManager:
             self._save()
             self._schedule()
 
-    def _targets(self, model: RemoteModel) -> list[Any]:
+    def _targets(self, model: RemoteModel) -> list[Target]:
         try:
             return plan(model, self.models_dir, self.partial_dir)
         except HubError:
             return []
 
     def _bytes_on_disk(self, model: RemoteModel) -> int:
-        total = 0
-        for t in self._targets(model):
-            if t.dest.exists() and t.dest.stat().st_size == t.file.size:
-                total += t.file.size
-            elif t.part.exists():
-                total += min(t.part.stat().st_size, t.file.size)
-        return total
+        return bytes_on_disk(self._targets(model))
 
     def _delete_partial(self, model: RemoteModel) -> None:
         for t in self._targets(model):
-            for p in (t.part, t.part.with_name(t.part.name + ".json")):
+            for p in (t.part, t.meta):
                 p.unlink(missing_ok=True)
             # A finished part of a split model is no model on its own.
             if len(model.files) > 1:

@@ -27,14 +27,13 @@ from typing import Any
 from app.downloads import net
 from app.hub import (
     OFFLINE_MESSAGE,
-    GatedError,
     HubError,
     OfflineError,
     RemoteFile,
     RemoteModel,
     endpoint,
+    gated_error,
     offline,
-    repo_url,
     safe_relative_path,
 )
 
@@ -68,6 +67,26 @@ class Target:
     file: RemoteFile
     dest: Path
     part: Path
+
+    @property
+    def meta(self) -> Path:
+        """The partial file's size and sha256 as expected when it was started."""
+        return self.part.with_name(self.part.name + ".json")
+
+    @property
+    def complete(self) -> bool:
+        return self.dest.exists() and self.dest.stat().st_size == self.file.size
+
+
+def bytes_on_disk(targets: list[Target]) -> int:
+    """What a download would not fetch again: finished files and the partial bytes."""
+    total = 0
+    for t in targets:
+        if t.complete:
+            total += t.file.size
+        elif t.part.exists():
+            total += min(t.part.stat().st_size, t.file.size)
+    return total
 
 
 def plan(model: RemoteModel, models_dir: Path, partial_dir: Path) -> list[Target]:
@@ -124,11 +143,7 @@ class Downloader:
             raise OfflineError(OFFLINE_MESSAGE)
         targets = plan(model, models_dir, partial_dir)
         total = model.size
-        todo = [
-            t for t in targets if not (t.dest.exists() and t.dest.stat().st_size == t.file.size)
-        ]
-        have = sum(t.part.stat().st_size for t in todo if t.part.exists())
-        needed = sum(t.file.size for t in todo) - have
+        needed = total - bytes_on_disk(targets)
         partial_dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(partial_dir).free
         if needed + DISK_MARGIN > free:
@@ -136,7 +151,8 @@ class Downloader:
                 f"Not enough disk space: {model.name} needs {needed / 1e9:.2f} GB more, "
                 f"{free / 1e9:.2f} GB is free."
             )
-        done_before = sum(t.file.size for t in targets if t not in todo)
+        todo = [t for t in targets if not t.complete]
+        done_before = total - sum(t.file.size for t in todo)
         for t in todo:
             base = done_before
 
@@ -152,21 +168,19 @@ class Downloader:
         from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
         t.part.parent.mkdir(parents=True, exist_ok=True)
-        meta = t.part.with_name(t.part.name + ".json")
         expected = {"size": t.file.size, "sha256": t.file.sha256}
         try:
-            if json.loads(meta.read_text()) != expected:
+            if json.loads(t.meta.read_text()) != expected:
                 t.part.unlink(missing_ok=True)  # the file changed on the Hub: start over
         except (OSError, ValueError):
             t.part.unlink(missing_ok=True)
-        meta.write_text(json.dumps(expected))
+        t.meta.write_text(json.dumps(expected))
 
         headers = build_hf_headers(token=self.token or False)
         # Hashed while it downloads; only bytes kept from an earlier run are read back once.
         hasher = _Hasher()
-        hashed = 0
         try:
-            self._loop(t, report, cancel, headers, hasher, hashed)
+            self._loop(t, report, cancel, headers, hasher)
         finally:
             hasher.close()
 
@@ -177,7 +191,6 @@ class Downloader:
         cancel: threading.Event,
         headers: dict[str, str],
         hasher: _Hasher,
-        hashed: int,
     ) -> None:
         attempts = 0
         while True:
@@ -185,9 +198,8 @@ class Downloader:
             if start > t.file.size:
                 t.part.unlink()
                 start = 0
-            if start != hashed:
-                hasher.reset(_hash_file(t.part, start))
-                hashed = start
+            if start != hasher.count:
+                hasher.reset(_hash_file(t.part, start), start)
             if start == t.file.size:
                 break
             report(start)
@@ -201,11 +213,7 @@ class Downloader:
                 ) as r:
                     status = r.status
                     if status in (401, 403):
-                        raise GatedError(
-                            f"Access denied to {t.file.name}: the repository is gated or private. "
-                            f"Accept its terms on {repo_url(t.repo_id)} and add a Hugging Face "
-                            "token in Settings."
-                        )
+                        raise gated_error(t.repo_id)
                     if status == 404:
                         raise DownloadError(f"{t.file.name} was not found on the Hub.")
                     if status == 416:
@@ -220,8 +228,7 @@ class Downloader:
                     mode = "ab" if status == 206 else "wb"  # 200: the server ignored Range
                     written = start if status == 206 else 0
                     if status == 200 and start:
-                        hasher.reset(hashlib.sha256())
-                        hashed = 0
+                        hasher.reset(hashlib.sha256(), 0)
                     # Unbuffered: the network's chunks are large, and a full disk then fails the
                     # write that hit it rather than a later flush.
                     try:
@@ -237,7 +244,6 @@ class Downloader:
                             except OSError as e:
                                 raise _write_error(e, t) from None
                             hasher.update(chunk)
-                            hashed += len(chunk)
                             got += len(chunk)
                             written += len(chunk)
                             report(written)
@@ -264,7 +270,7 @@ class Downloader:
             )
         t.dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(t.part, t.dest)
-        t.part.with_name(t.part.name + ".json").unlink(missing_ok=True)
+        t.meta.unlink(missing_ok=True)
 
 
 class _Hasher:
@@ -273,6 +279,7 @@ class _Hasher:
 
     def __init__(self) -> None:
         self._h = hashlib.sha256()
+        self.count = 0  # bytes handed to update() since the last reset
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
         self._thread: threading.Thread | None = None
 
@@ -281,6 +288,7 @@ class _Hasher:
             self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
             self._thread.start()
         self._queue.put(data)
+        self.count += len(data)
 
     def _run(self) -> None:
         while (data := self._queue.get()) is not None:
@@ -292,9 +300,9 @@ class _Hasher:
             self._thread.join()
             self._thread = None
 
-    def reset(self, h: Any) -> None:
+    def reset(self, h: Any, count: int) -> None:
         self.close()
-        self._h = h
+        self._h, self.count = h, count
 
     def hexdigest(self) -> str:
         self.close()

@@ -1,7 +1,9 @@
-"""The Hugging Face Hub: search GGUF models, list a repo's GGUF files (sizes, sha256, quant labels).
+"""The Hugging Face Hub: search GGUF models, a repo's GGUF files (sizes, sha256, quant labels),
+model cards, the start of a file's GGUF header, and checking a token.
 
-Everything goes through huggingface_hub's public API, so ``HF_ENDPOINT`` (mirrors, our tests) and
-``HF_HUB_OFFLINE`` work as they do for every Hub client. Nothing here runs unless the user asks.
+Requests go through huggingface_hub's HTTP session, headers and error mapping, to the Hub's
+documented JSON API; ``HF_ENDPOINT`` (mirrors, our tests) and ``HF_HUB_OFFLINE`` work as they do
+for every Hub client. Nothing here runs unless the user asks.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ OFFLINE_MESSAGE = "Hearth is in offline mode: it opens no connection. Turn it of
 _offline_setting = False
 
 
-def endpoint() -> str | None:
+def endpoint() -> str:
     """The Hub's address: ``HF_ENDPOINT`` when set (read now, not at import), else the default."""
-    return (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+    return (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or DEFAULT_ENDPOINT
 
 
 def set_offline(value: bool) -> None:
@@ -61,7 +63,7 @@ def offline() -> bool:
 
 
 def repo_url(repo_id: str) -> str:
-    return f"{endpoint() or DEFAULT_ENDPOINT}/{repo_id}"
+    return f"{endpoint()}/{repo_id}"
 
 
 def quant_label(filename: str) -> str:
@@ -202,10 +204,7 @@ def _explain(e: Exception, repo_id: str = "") -> HubError:
     if isinstance(e, HubError):
         return e
     if isinstance(e, GatedRepoError):
-        return GatedError(
-            f"{repo_id} is gated: accept its terms on its Hub page ({repo_url(repo_id)}) "
-            "and add a Hugging Face token in Settings."
-        )
+        return gated_error(repo_id)
     if isinstance(e, RepositoryNotFoundError):
         return NotFoundError(
             f"{repo_id or 'The model'} was not found on the Hub (or it is private)."
@@ -225,6 +224,13 @@ def _explain(e: Exception, repo_id: str = "") -> HubError:
     return HubError(f"The Hub request failed: {e}")
 
 
+def gated_error(repo_id: str) -> GatedError:
+    return GatedError(
+        f"{repo_id} is gated or private: accept its terms on its Hub page ({repo_url(repo_id)}) "
+        "and add a Hugging Face token in Settings."
+    )
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -233,8 +239,11 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _get(url: str, token: str | None, params: Any = None, headers: Any = None) -> Any:
-    """One GET to the Hub, with its errors turned into plain words. Returns the response."""
+def _get(
+    url: str, token: str | None, params: Any = None, headers: Any = None, check: bool = True
+) -> Any:
+    """One GET to the Hub, with its errors turned into plain words. Returns the response;
+    with ``check=False`` an HTTP error status is returned too, for the caller to explain."""
     if offline():
         raise OfflineError(OFFLINE_MESSAGE)
     from huggingface_hub import get_session
@@ -251,7 +260,8 @@ def _get(url: str, token: str | None, params: Any = None, headers: Any = None) -
             timeout=TIMEOUT,
             follow_redirects=True,
         )
-        hf_raise_for_status(r)
+        if check:
+            hf_raise_for_status(r)
     except Exception as e:
         raise _explain(e, _repo_in(url)) from None
     return r
@@ -281,26 +291,20 @@ def search_page(
         if SIZES.get(size):
             params.append(("num_parameters", SIZES[size]))
         params += [("expand[]", e) for e in _EXPAND]
-        r = _get(f"{endpoint() or DEFAULT_ENDPOINT}/api/models", token, params=params)
+        r = _get(f"{endpoint()}/api/models", token, params=params)
     try:
         items = r.json()
     except ValueError:
         raise HubError("The Hub sent a search answer Hearth cannot read.") from None
     results = [SearchResult.from_json(i) for i in items if isinstance(i, dict)]
-    nxt = r.links.get("next", {}).get("url") if hasattr(r, "links") else None
+    nxt = r.links.get("next", {}).get("url")
     return SearchPage([x for x in results if x.repo_id], nxt or None)
-
-
-def search(
-    query: str, limit: int = 30, sort: str = "downloads", token: str | None = None
-) -> list[SearchResult]:
-    return search_page(query, sort=sort, limit=limit, token=token).results
 
 
 def model_details(repo_id: str, token: str | None = None) -> ModelDetails:
     """The repo's facts and GGUF models (split files grouped, vision projectors left out)."""
     safe_relative_path(repo_id)
-    r = _get(f"{endpoint() or DEFAULT_ENDPOINT}/api/models/{repo_id}", token, {"blobs": "true"})
+    r = _get(f"{endpoint()}/api/models/{repo_id}", token, {"blobs": "true"})
     try:
         info = r.json()
     except ValueError:
@@ -346,19 +350,7 @@ def list_models(repo_id: str, token: str | None = None) -> list[RemoteModel]:
 
 def whoami(token: str) -> str:
     """The Hub account name of ``token``; raises HubError when the Hub refuses it."""
-    if offline():
-        raise OfflineError(OFFLINE_MESSAGE)
-    from huggingface_hub import get_session
-    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
-
-    try:
-        r = get_session().get(
-            f"{endpoint() or DEFAULT_ENDPOINT}/api/whoami-v2",
-            headers=build_hf_headers(token=token),
-            timeout=TIMEOUT,
-        )
-    except Exception as e:
-        raise _explain(e) from None
+    r = _get(f"{endpoint()}/api/whoami-v2", token, check=False)
     if r.status_code == 401:
         raise HubError("The Hub refused this token. Check that it was copied whole.")
     if r.status_code != 200:

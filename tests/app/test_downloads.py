@@ -26,7 +26,7 @@ from app.hub import (
     choose,
     list_models,
     quant_label,
-    search,
+    search_page,
 )
 from app.settings import Sampling
 from tests.fake_hub import FakeHub
@@ -62,7 +62,7 @@ def test_quant_labels() -> None:
 
 def test_search_and_list(hub: FakeHub) -> None:
     hub.add("other/Llama-GGUF", {"llama-Q4_0.gguf": b"x" * 10})
-    assert [r.repo_id for r in search("tiny")] == [REPO]
+    assert [r.repo_id for r in search_page("tiny").results] == [REPO]
     models = list_models(REPO)
     assert {m.quant for m in models} == {"Q4_K_M", "Q8_0"}  # README.md is not a model
     assert choose(models, "").quant == "Q4_K_M"
@@ -210,7 +210,7 @@ def test_offline_makes_no_request(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub.requests.clear()
     with pytest.raises(OfflineError):
-        search("tiny")
+        search_page("tiny")
     assert main(["pull", REPO]) == 1
     assert "offline" in capsys.readouterr().err
     assert hub.requests == []

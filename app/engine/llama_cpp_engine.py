@@ -11,9 +11,11 @@ Every call must come from the one thread that owns the engine.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import ctypes
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -73,6 +75,20 @@ def supports_gpu_offload() -> bool:
     return bool(llama().llama_supports_gpu_offload())
 
 
+def _shared_prefix(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix of two byte strings (binary search on slices)."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while lo < hi:  # a[:lo] == b[:lo] and a[:hi+1] != b[:hi+1]
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -91,6 +107,12 @@ class LlamaCppEngine:
         self._n_ctx = 0
         self._n_batch = 512
         self._cached: list[int] = []  # exactly the tokens in the KV cache, in order
+        # The last prompt's tokens and those sampled after it (the KV cache holds all but maybe
+        # the last), what they spell, and marks (bytes, tokens) where the first `tokens` of them
+        # spell the first `bytes`.
+        self._known: list[int] = []
+        self._spelled: list[bytes] = []
+        self._marks: list[tuple[int, int]] = []
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self._add_bos = False
@@ -223,6 +245,9 @@ class LlamaCppEngine:
         self._model = self._ctx = self._vocab = self._formatter = None
         self._loaded = None
         self._cached = []
+        self._known = []
+        self._spelled = []
+        self._marks = []
         self._pieces = {}
 
     def _special_text(self, token: int) -> str:
@@ -234,9 +259,8 @@ class LlamaCppEngine:
 
     # prompt
 
-    def _tokenize(self, text: str) -> list[int]:
+    def _tokenize(self, data: bytes, add_bos: bool = True) -> list[int]:
         lib = llama()
-        data = text.encode("utf-8")
         capacity = len(data) + 16
         arr = (lib.llama_token * capacity)()
         n = lib.llama_tokenize(self._vocab, data, len(data), arr, capacity, False, True)
@@ -245,9 +269,55 @@ class LlamaCppEngine:
             arr = (lib.llama_token * capacity)()
             n = lib.llama_tokenize(self._vocab, data, len(data), arr, capacity, False, True)
         tokens = list(arr[:n])
-        if self._add_bos and self._bos_id >= 0 and (not tokens or tokens[0] != self._bos_id):
+        if (
+            add_bos
+            and self._add_bos
+            and self._bos_id >= 0
+            and (not tokens or tokens[0] != self._bos_id)
+        ):
             tokens.insert(0, self._bos_id)
         return tokens
+
+    def _prompt_to_tokens(self, data: bytes) -> tuple[list[int], int]:
+        """Tokens for a formatted prompt and how many of them are reused from the cache.
+
+        Up to the last mark inside the prefix this prompt shares with the previous prompt and
+        reply, their tokens are kept as they are, so a reply stays the tokens the model generated
+        (its text does not always tokenize back to them) and only the new tail is tokenized.
+        """
+        cut, reuse = self._reusable(data)
+        if reuse:
+            rest = data[cut:]
+            tail = self._tokenize(rest, add_bos=False)
+            # The tail must be what tokenizing the whole prompt would give after the cut: it is
+            # when its pieces spell it exactly (byte-level BPE), or when it starts with a special
+            # token, because llama.cpp splits text at special tokens before tokenizing the pieces
+            # (SentencePiece vocabularies add a space after each; spelling them would not match).
+            if b"".join(self._spelling(t) for t in tail) == rest or (
+                tail and not self._piece(tail[0]) and rest.startswith(self._spelling(tail[0]))
+            ):
+                return self._known[:reuse] + tail, reuse
+        return self._tokenize(data), 0
+
+    def _reusable(self, data: bytes) -> tuple[int, int]:
+        """The last mark (bytes, tokens) that lies within `data`'s shared prefix with the cache."""
+        if not self._marks:
+            return 0, 0
+        spelled = b"".join(self._spelled)
+        self._spelled = [spelled]
+        shared = _shared_prefix(spelled, data)
+        i = bisect.bisect_right(self._marks, (shared, sys.maxsize))
+        while i > 0:
+            cut, reuse = self._marks[i - 1]
+            # Split only between characters, never inside one's UTF-8 bytes.
+            if cut == len(data) or data[cut] & 0xC0 != 0x80:
+                return cut, reuse
+            i -= 1
+        return 0, 0
+
+    def _spelling(self, token: int) -> bytes:
+        """A token's text as a chat template writes it (special tokens included)."""
+        return self._piece(token) or self._special_text(token).encode()
 
     def format_prompt(self, messages: list[ChatMessage]) -> str:
         if self._formatter is None:
@@ -264,7 +334,8 @@ class LlamaCppEngine:
         body = messages[len(head) :]
         dropped = 0
         while True:
-            tokens = self._tokenize(self.format_prompt(head + body))
+            data = self.format_prompt(head + body).encode("utf-8")
+            tokens, reused = self._prompt_to_tokens(data)
             if len(tokens) + reserve <= self._n_ctx or len(body) <= 1:
                 break
             cut = (
@@ -280,6 +351,9 @@ class LlamaCppEngine:
                 f"context holds {self._n_ctx}). Shorten it, or raise the context length in "
                 "Settings."
             )
+        self._known = list(tokens)
+        self._spelled = [data]
+        self._marks = [m for m in self._marks if m[1] <= reused] + [(len(data), len(tokens))]
         return tokens, dropped
 
     # generation
@@ -399,6 +473,9 @@ class LlamaCppEngine:
         is_eog, vocab, ctx, piece = lib.llama_vocab_is_eog, self._vocab, self._ctx, self._piece
         first_at = 0.0
         generated = 0
+        cached, known, spelled, marks = self._cached, self._known, self._spelled, self._marks
+        spelled_bytes = sum(len(b) for b in spelled)
+        n_ctx = self._n_ctx
         try:
             while True:
                 token = sample(chain, ctx, -1)
@@ -409,7 +486,12 @@ class LlamaCppEngine:
                 if generated == 1:
                     first_at = time.perf_counter()
                     stats.time_to_first_token = first_at - started
-                text = decoder.decode(piece(token))
+                token_bytes = piece(token)
+                known.append(token)
+                spelled.append(token_bytes or self._spelling(token))
+                spelled_bytes += len(spelled[-1])
+                marks.append((spelled_bytes, len(known)))
+                text = decoder.decode(token_bytes)
                 if text:
                     yield text
                 if generated >= sampling.max_tokens:
@@ -418,14 +500,14 @@ class LlamaCppEngine:
                 if cancel.is_set():
                     stats.stop_reason = "cancelled"
                     break
-                if len(self._cached) >= self._n_ctx:
+                if len(cached) >= n_ctx:
                     stats.stop_reason = "context_full"
                     break
                 one[0] = token
                 rc = decode(ctx, batch_one(one, 1))
                 if rc != 0:
                     raise EngineError(f"llama.cpp failed while generating (error {rc}).")
-                self._cached.append(token)
+                cached.append(token)
             tail = decoder.decode(b"", final=True)
             if tail:
                 yield tail

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.llama_cpp_engine import LlamaCppEngine
+from app.engine.llama_cpp_engine import LlamaCppEngine, _common_prefix
 from app.engine.types import EngineError, LoadParams
 from app.settings import Sampling
 
@@ -103,6 +103,49 @@ def test_follow_up_reuses_prefix(engine: LlamaCppEngine) -> None:
     assert s.prompt_tokens > first.stats.prompt_tokens
     # Only the tail is evaluated: the template's glue after the last turn and the new message.
     assert s.prompt_tokens_evaluated < s.prompt_tokens - first.stats.prompt_tokens // 2
+
+
+def test_follow_up_keeps_the_generated_tokens(engine: LlamaCppEngine) -> None:
+    """A reply's text need not tokenize back to the tokens the model generated; they stay cached."""
+    for seed in range(100):  # the first seed whose reply re-tokenizes to other ids (the case here)
+        history = [{"role": "user", "content": "hello"}]
+        first = engine.chat(history, Sampling(max_tokens=8, seed=seed), threading.Event())  # type: ignore[arg-type]
+        text = "".join(first)
+        history += [{"role": "assistant", "content": text}, {"role": "user", "content": "the fire"}]
+        # the prompt, the reply but its last token (sampled, not yet decoded)
+        in_cache = first.stats.prompt_tokens + first.stats.generated_tokens - 1
+        generated = engine._cached[first.stats.prompt_tokens : in_cache]
+        retokenized = engine._tokenize(engine.format_prompt(history).encode())  # type: ignore[arg-type]
+        if "\ufffd" not in text and retokenized[first.stats.prompt_tokens : in_cache] != generated:
+            break
+    else:
+        pytest.fail("no reply re-tokenized differently")
+
+    second = engine.chat(history, Sampling(max_tokens=3), threading.Event())  # type: ignore[arg-type]
+    list(second)
+    # Evaluated: the reply's last token and the template's tail with the new message, nothing more.
+    assert engine._cached[first.stats.prompt_tokens : in_cache] == generated
+    tail = "<|im_end|>\n<|im_start|>user\nthe fire<|im_end|>\n<|im_start|>assistant\n"
+    assert second.stats.prompt_tokens_evaluated == 1 + len(engine._tokenize(tail.encode(), False))
+    assert second.stats.prompt_tokens == in_cache + second.stats.prompt_tokens_evaluated
+
+
+def test_edited_earlier_message_reuses_only_what_precedes_it(engine: LlamaCppEngine) -> None:
+    history = [{"role": "user", "content": "hello world " * 8}]
+    first = engine.chat(history, Sampling(max_tokens=6, seed=3), threading.Event())  # type: ignore[arg-type]
+    history += [{"role": "assistant", "content": "".join(first)}]
+    edited = [{"role": "user", "content": "hello world " * 4 + "the fire"}, *history[1:]]
+    edited.append({"role": "user", "content": "warm"})
+    data = engine.format_prompt(edited).encode()  # type: ignore[arg-type]
+    tokens, reused = engine._prompt_to_tokens(data)
+    assert reused == 0  # no mark lies inside the shared "<|im_start|>user\nhello world ..." part
+    assert tokens == engine._tokenize(data)
+    first_prompt = engine._tokenize(engine.format_prompt(history[:1]).encode())  # type: ignore[arg-type]
+    second = engine.chat(edited, Sampling(max_tokens=2), threading.Event())  # type: ignore[arg-type]
+    list(second)
+    # The cache kept the tokens the two prompts share and evaluated the rest.
+    kept = second.stats.prompt_tokens - second.stats.prompt_tokens_evaluated
+    assert kept == _common_prefix(first_prompt, tokens) > 10
 
 
 def test_long_conversation_drops_oldest_turns(engine: LlamaCppEngine) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.engine.llama_cpp_engine import LlamaCppEngine, _common_prefix
+from app.engine.llama_cpp_engine import LlamaCppEngine, _common_prefix, _TokenPicker, llama
 from app.engine.types import EngineError, LoadParams
 from app.settings import Sampling
 
@@ -217,3 +219,63 @@ def test_unload_and_reload(engine: LlamaCppEngine, tiny_model: Path) -> None:
     )
     list(reply)
     assert time.perf_counter() - started < 30
+
+
+def _reference_chain(lib: Any, engine: LlamaCppEngine, s: Sampling) -> Any:
+    """llama.cpp's own sampler chain for these settings, penalties first."""
+    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    add = lib.llama_sampler_chain_add
+    if s.repeat_penalty != 1.0:
+        n_vocab = lib.llama_vocab_n_tokens(engine._vocab)
+        add(chain, lib.llama_sampler_init_penalties(n_vocab, 64, s.repeat_penalty, 0.0, 0.0))
+    if s.temperature <= 0:
+        add(chain, lib.llama_sampler_init_greedy())
+        return chain
+    add(chain, lib.llama_sampler_init_top_k(s.top_k))
+    add(chain, lib.llama_sampler_init_top_p(s.top_p, 1))
+    add(chain, lib.llama_sampler_init_min_p(s.min_p, 1))
+    add(chain, lib.llama_sampler_init_temp(s.temperature))
+    add(chain, lib.llama_sampler_init_dist(s.seed))
+    return chain
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        Sampling(temperature=0, repeat_penalty=1.0),
+        Sampling(temperature=0, repeat_penalty=1.5),
+        Sampling(temperature=1.0, top_k=40, top_p=0.95, min_p=0.02, repeat_penalty=1.3, seed=5),
+        Sampling(temperature=1.0, top_k=40, top_p=0.95, min_p=0.02, repeat_penalty=1.0, seed=5),
+    ],
+    ids=["greedy", "greedy-penalty", "sampled-penalty", "sampled"],
+)
+def test_token_picker_chooses_what_llama_cpp_chooses(
+    engine: LlamaCppEngine, sampling: Sampling
+) -> None:
+    lib = llama()
+    prompt = engine._tokenize(
+        engine.format_prompt([{"role": "user", "content": "hello world the fire"}]).encode()
+    )
+    one = (lib.llama_token * 1)()
+
+    def generate(pick: Callable[[], int]) -> list[int]:
+        engine._trim_cache(0)
+        assert engine._evaluate(prompt, threading.Event())
+        tokens = []
+        for _ in range(80):
+            tokens.append(pick())
+            one[0] = tokens[-1]
+            assert lib.llama_decode(engine._ctx, lib.llama_batch_get_one(one, 1)) == 0
+        return tokens
+
+    picker = _TokenPicker(lib, engine._ctx, engine._vocab, sampling)
+    ours = generate(picker.pick)
+    picker.close()
+    chain = _reference_chain(lib, engine, sampling)
+    reference = generate(lambda: int(lib.llama_sampler_sample(chain, engine._ctx, -1)))
+    lib.llama_sampler_free(chain)
+    assert ours == reference
+    if sampling.repeat_penalty != 1.0:  # the penalty changed the reply, so it was compared too
+        plain = _TokenPicker(lib, engine._ctx, engine._vocab, replace(sampling, repeat_penalty=1))
+        assert generate(plain.pick) != ours
+        plain.close()

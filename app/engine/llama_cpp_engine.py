@@ -49,6 +49,7 @@ _LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERR
 _last_level = [logging.DEBUG]
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a fresh seed
 _DECODE_ABORTED = 2
+FIRST_CONTEXT = 512  # tokens the KV cache starts with; it doubles as needed up to the setting
 PENALTY_LAST_N = 64  # the repeat penalty looks back this many generated tokens
 
 
@@ -164,6 +165,10 @@ class _TokenPicker:
                 self._counts[old] -= 1
         return token
 
+    def use(self, ctx: Any) -> None:
+        """Read logits from another context (the engine grew it)."""
+        self._ctx = ctx
+
     def close(self) -> None:
         if self._chain is not None:
             self._lib.llama_sampler_free(self._chain)
@@ -177,7 +182,9 @@ class LlamaCppEngine:
         self._vocab: Any = None
         self._loaded: LoadedModel | None = None
         self._formatter: Any = None
-        self._n_ctx = 0
+        self._n_ctx = 0  # the context length asked for: the KV cache grows up to it
+        self._ctx_size = 0  # what the current llama.cpp context holds
+        self._cparams: Any = None
         self._n_batch = 512
         self._cached: list[int] = []  # exactly the tokens in the KV cache, in order
         # The last prompt's tokens and those sampled after it (the KV cache holds all but maybe
@@ -255,9 +262,22 @@ class LlamaCppEngine:
                 f"Not enough memory for a {n_ctx}-token context with this model. "
                 "Lower the context length in Settings."
             )
-        self._model, self._ctx = model, ctx
-        self._vocab = lib.llama_model_get_vocab(model)
         self._n_ctx = int(lib.llama_n_ctx(ctx))
+        # The whole context fits (just checked); start small and let the KV cache grow with the
+        # conversation. Besides memory, this is speed on the CPU: without flash attention
+        # llama.cpp stores V transposed, one row per context slot, so a larger context spreads
+        # the same attention reads over more memory (measured on SmolLM2 at 1,000 tokens: a
+        # 1,280-token context generates 9% faster than a 4,096-token one).
+        if self._n_ctx > FIRST_CONTEXT:
+            lib.llama_free(ctx)
+            cparams.n_ctx = FIRST_CONTEXT
+            ctx = lib.llama_init_from_model(model, cparams)
+            if not ctx:
+                lib.llama_model_free(model)
+                raise EngineError("llama.cpp could not create a context (see the log).")
+        self._model, self._ctx, self._cparams = model, ctx, cparams
+        self._ctx_size = int(lib.llama_n_ctx(ctx))
+        self._vocab = lib.llama_model_get_vocab(model)
         self._n_batch = params.batch_size
         self._abort_callback = lib.ggml_abort_callback(self._should_abort)
 
@@ -315,7 +335,8 @@ class LlamaCppEngine:
             llama().llama_free(self._ctx)
         if self._model is not None:
             llama().llama_model_free(self._model)
-        self._model = self._ctx = self._vocab = self._formatter = None
+        self._model = self._ctx = self._vocab = self._formatter = self._cparams = None
+        self._ctx_size = 0
         self._loaded = None
         self._cached = []
         self._known = []
@@ -470,6 +491,49 @@ class LlamaCppEngine:
         del self._cached[keep:]
         return keep
 
+    def _make_room(self, n_tokens: int) -> bool:
+        """Grow the context to hold n_tokens (up to the setting), keeping the KV cache's contents.
+
+        False when it is as large as the setting allows. The cached sequence is copied into a
+        context of twice the size (or more), which takes milliseconds, not a new evaluation.
+        """
+        if n_tokens <= self._ctx_size:
+            return True
+        if self._ctx_size >= self._n_ctx:
+            return False
+        lib = llama()
+        size = self._ctx_size
+        while size < n_tokens:
+            size *= 2
+        self._cparams.n_ctx = min(size, self._n_ctx)
+        ctx = lib.llama_init_from_model(self._model, self._cparams)
+        if not ctx:
+            raise EngineError(
+                f"Not enough memory to extend the context to {self._cparams.n_ctx} tokens. "
+                "Lower the context length in Settings, or start a new chat."
+            )
+        started = time.perf_counter()
+        carried = True
+        if self._cached:
+            n = lib.llama_state_seq_get_size(self._ctx, 0)
+            state = (ctypes.c_uint8 * n)()
+            ok = lib.llama_state_seq_get_data(self._ctx, state, n, 0) == n
+            carried = ok and lib.llama_state_seq_set_data(ctx, state, n, 0) == n
+        lib.llama_free(self._ctx)
+        self._ctx = ctx
+        self._ctx_size = int(lib.llama_n_ctx(ctx))
+        if self._cached and not carried:  # not seen; evaluating again is slow but correct
+            log.warning("could not carry the KV cache into the larger context; evaluating again")
+            tokens, self._cached = self._cached, []
+            self._evaluate(tokens, threading.Event())
+        log.info(
+            "context grown to %d tokens (%d cached) in %.0f ms",
+            self._ctx_size,
+            len(self._cached),
+            (time.perf_counter() - started) * 1000,
+        )
+        return True
+
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
@@ -507,6 +571,8 @@ class LlamaCppEngine:
         keep = min(_common_prefix(self._cached, tokens), len(tokens) - 1)
         if keep < len(self._cached):
             keep = self._trim_cache(keep)
+        # Room for the prompt and a stretch of the reply (the context grows again if needed).
+        self._make_room(min(len(tokens) + 256, self._n_ctx))
         stats.prompt_tokens_evaluated = len(tokens) - keep
         if not self._evaluate(tokens[keep:], cancel):
             stats.stop_reason = "cancelled"
@@ -524,7 +590,7 @@ class LlamaCppEngine:
         generated = 0
         cached, known, spelled, marks = self._cached, self._known, self._spelled, self._marks
         spelled_bytes = sum(len(b) for b in spelled)
-        n_ctx = self._n_ctx
+        ctx_size = self._ctx_size
         try:
             while True:
                 token = pick()
@@ -549,9 +615,12 @@ class LlamaCppEngine:
                 if cancel.is_set():
                     stats.stop_reason = "cancelled"
                     break
-                if len(cached) >= n_ctx:
-                    stats.stop_reason = "context_full"
-                    break
+                if len(cached) >= ctx_size:
+                    if not self._make_room(len(cached) + 1):
+                        stats.stop_reason = "context_full"
+                        break
+                    cached, ctx, ctx_size = self._cached, self._ctx, self._ctx_size
+                    picker.use(ctx)
                 one[0] = token
                 rc = decode(ctx, batch_one(one, 1))
                 if rc != 0:

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from app.engine.llama_cpp_engine import LlamaCppEngine, _common_prefix, _TokenPicker, llama
+from app.engine.llama_cpp_engine import (
+    FIRST_CONTEXT,
+    LlamaCppEngine,
+    _common_prefix,
+    _TokenPicker,
+    llama,
+)
 from app.engine.types import EngineError, LoadParams
 from app.settings import Sampling
 
@@ -279,3 +285,47 @@ def test_token_picker_chooses_what_llama_cpp_chooses(
         plain = _TokenPicker(lib, engine._ctx, engine._vocab, replace(sampling, repeat_penalty=1))
         assert generate(plain.pick) != ours
         plain.close()
+
+
+@pytest.fixture
+def engine_2k(make_model: Callable[..., Path]) -> Iterator[LlamaCppEngine]:
+    e = LlamaCppEngine()
+    e.load(str(make_model("tiny-2k.gguf", n_ctx=2048)), LoadParams(context_length=2048, threads=2))
+    yield e
+    e.unload()
+
+
+def test_context_starts_small_and_grows_keeping_the_cache(engine_2k: LlamaCppEngine) -> None:
+    e = engine_2k
+    assert e.loaded is not None
+    assert e.loaded.context_length == 2048  # what the user asked for, checked to fit at load
+    assert e._ctx_size == FIRST_CONTEXT
+    history = [{"role": "user", "content": " the" * 100}]  # ~420 tokens, + 256 of room
+    first = e.chat(history, Sampling(max_tokens=4, seed=1), threading.Event())  # type: ignore[arg-type]
+    history.append({"role": "assistant", "content": "".join(first)})
+    assert e._ctx_size == 1024
+    history.append({"role": "user", "content": " the" * 120})  # past 1,024: grows again
+    second = e.chat(history, Sampling(max_tokens=4, seed=1), threading.Event())  # type: ignore[arg-type]
+    list(second)
+    assert e._ctx_size == 2048
+    # The earlier turns came along in the KV cache: only the new message was evaluated.
+    assert second.stats.prompt_tokens_evaluated < second.stats.prompt_tokens - 400
+
+
+def test_reply_continues_unchanged_when_the_context_grows_mid_reply(
+    engine_2k: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sampling = Sampling(temperature=1.0, max_tokens=700, seed=1)
+    e = engine_2k
+    grown = "".join(e.chat([{"role": "user", "content": "hello"}], sampling, threading.Event()))
+    assert e._ctx_size == 1024
+    assert len(e._cached) > 600  # the reply ran past the first 512 tokens of context
+
+    assert e.loaded is not None
+    path = e.loaded.path
+    e.unload()
+    monkeypatch.setattr("app.engine.llama_cpp_engine.FIRST_CONTEXT", 4096)  # no growing
+    e.load(path, LoadParams(context_length=2048, threads=2))
+    assert e._ctx_size == 2048
+    whole = "".join(e.chat([{"role": "user", "content": "hello"}], sampling, threading.Event()))
+    assert grown == whole

@@ -65,8 +65,9 @@ class DownloadsController(QObject):
                 if j.state is State.DONE and before.get(j.id, State.DONE) is not State.DONE:
                     self.finished.emit(j)
         # Poll only while something can change on its own (a pause or cancel under way counts:
-        # its job stays active until the worker has stopped).
-        if self.manager.busy:
+        # its job stays active until the worker has stopped). Judged from the same snapshot: a
+        # job that ends between two reads must not leave its last "downloading" view on screen.
+        if any(j.state in (State.QUEUED, State.ACTIVE) for j in jobs):
             if not self._timer.isActive():
                 self._timer.start()
         else:

@@ -486,6 +486,7 @@ class DiscoverPage(QWidget):
             lambda: search_page(text, sort=sort, size=size, token=self._token()),
             lambda page: self._on_page(request, page, replace=True),
             lambda error: self._on_search_error(request, error),
+            owner=self,
         )
 
     @Slot()
@@ -500,6 +501,7 @@ class DiscoverPage(QWidget):
             lambda: search_page(next_url=url, token=self._token()),
             lambda page: self._on_page(request, page, replace=False),
             lambda error: self._on_search_error(request, error),
+            owner=self,
         )
 
     def _on_page(self, request: int, page: SearchPage, replace: bool) -> None:
@@ -559,12 +561,14 @@ class DiscoverPage(QWidget):
             load,
             lambda data: self._on_details(request, data),
             lambda error: self._on_details_error(request, error),
+            owner=self,
         )
         run_task(
             self.pool,
             lambda: model_card(repo_id, self._token()),
             lambda text: self._on_card(request, text),
             lambda error: self._on_card(request, f"*The model card could not be loaded: {error}*"),
+            owner=self,
         )
 
     def _on_details(self, request: int, data: _PageData) -> None:

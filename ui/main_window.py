@@ -269,6 +269,7 @@ class MainWindow(QMainWindow):
             lambda: self.ctx.library.add(Path(path), copy=copy),
             lambda _model: self.refresh_library(),
             self._library_failed,
+            owner=self,
         )
 
     @Slot(object)
@@ -280,6 +281,7 @@ class MainWindow(QMainWindow):
             lambda: self.ctx.library.delete(model),
             lambda _none: self.refresh_library(),
             self._library_failed,
+            owner=self,
         )
 
     def _library_failed(self, error: Exception) -> None:

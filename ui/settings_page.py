@@ -231,6 +231,7 @@ class SettingsPage(QScrollArea):
             secrets.get_token,
             lambda token: self._token_state(token, note),
             self._token_failed,
+            owner=self,
         )
 
     def _token_state(self, token: str | None, note: str) -> None:
@@ -282,6 +283,7 @@ class SettingsPage(QScrollArea):
             secrets.delete_token,
             lambda _none: self._show_token_state("The token was removed."),
             self._token_failed,
+            owner=self,
         )
 
     @staticmethod

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 log = logging.getLogger(__name__)
@@ -20,22 +21,34 @@ class _Relay(QObject):
     done = Signal(object)
     failed = Signal(object)
 
-    def __init__(self, on_done: Callable[[Any], None], on_error: Callable[[Exception], None]):
+    def __init__(
+        self,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+        owner: QObject | None,
+    ):
         super().__init__()
         self._on_done = on_done
         self._on_error = on_error
+        self._owner = owner
         self.done.connect(self._deliver_done)
         self.failed.connect(self._deliver_error)
+
+    def _owner_gone(self) -> bool:
+        # A page closed while its work ran: nobody is left to show the result to.
+        return self._owner is not None and not shiboken6.isValid(self._owner)
 
     @Slot(object)
     def _deliver_done(self, result: Any) -> None:
         _live.discard(self)
-        self._on_done(result)
+        if not self._owner_gone():
+            self._on_done(result)
 
     @Slot(object)
     def _deliver_error(self, error: Exception) -> None:
         _live.discard(self)
-        self._on_error(error)
+        if not self._owner_gone():
+            self._on_error(error)
 
 
 _live: set[_Relay] = set()  # relays stay referenced until their callback has run
@@ -62,8 +75,16 @@ def run_task(
     fn: Callable[[], Any],
     on_done: Callable[[Any], None],
     on_error: Callable[[Exception], None],
+    owner: QObject | None = None,
 ) -> None:
-    relay = _Relay(on_done, on_error)
+    """Run fn on the pool; its result goes to on_done (or on_error) unless owner was deleted.
+
+    owner defaults to the object on_done is a method of.
+    """
+    if owner is None:
+        bound_to = getattr(on_done, "__self__", None)
+        owner = bound_to if isinstance(bound_to, QObject) else None
+    relay = _Relay(on_done, on_error, owner)
     _live.add(relay)
     pool.start(_Task(fn, relay))
 

@@ -32,7 +32,7 @@ from app.engine.types import (
 from app.settings import Sampling
 
 log = logging.getLogger(__name__)
-SEND_INTERVAL = 1 / 60
+SEND_INTERVAL = 1 / 25  # the chat view shows text 25 times a second (ui/engine_controller.py)
 CRASHED = (
     "The engine stopped unexpectedly (a crash in llama.cpp); it restarts with your next message."
 )
@@ -78,7 +78,7 @@ def _stream_reply(conn: Connection, reply: Reply) -> None:
     """Send a reply's text as it comes, but at most one message per SEND_INTERVAL.
 
     The first piece goes at once; later ones wait for the interval, so on a fast model the window's
-    process wakes ~60 times a second instead of once per token (its CPU time is taken from
+    process wakes 25 times a second instead of once per token (its CPU time is taken from
     llama.cpp's threads when every core generates). What waits is sent with the next token.
     """
     pending: list[str] = []
@@ -135,7 +135,7 @@ class ProcessEngine:
             # Checked before every message, not only while the pipe is empty: tokens keep coming.
             if cancel is not None and cancel.is_set() and not self._cancel.is_set():
                 self._cancel.set()
-            if conn.poll(0.02):
+            if conn.poll(0.05):  # also how often Stop is passed on while nothing comes
                 break
             if not self._proc.is_alive() and not conn.poll(0):
                 raise EOFError

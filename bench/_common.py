@@ -62,12 +62,27 @@ def figure(name: str, value: float | str, target: str) -> None:
     print(f"{name}: {shown} (target {target})")
 
 
+def llama_cpp_lib_dir() -> Path:
+    """The folder of the native libraries the installed llama-cpp-python (and so Hearth) runs."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("bench: llama-cpp-python is not installed")
+    return Path(spec.submodule_search_locations[0]) / "lib"
+
+
 def llama_bench() -> Path:
-    """llama.cpp's own llama-bench, built once from the sdist of the installed llama-cpp-python."""
+    """llama.cpp's own llama-bench, built once from the sdist of the installed llama-cpp-python.
+
+    It is linked against shared libraries and run on the installed package's own (see
+    ``llama_bench_env``), so llama-bench and Hearth execute the very same llama.cpp machine code
+    (a static build differs: position-dependent code and its own compile of the kernels).
+    """
     from importlib.metadata import version
 
     v = version("llama-cpp-python")
-    exe = CACHE / f"build-{v}" / "bin" / "llama-bench"
+    exe = CACHE / f"build-{v}-shared" / "bin" / "llama-bench"
     if exe.exists():
         return exe
     cmake = shutil.which("cmake")
@@ -96,7 +111,7 @@ def llama_bench() -> Path:
             ["tar", "xzf", str(src_root / f"llama_cpp_python-{v}.tar.gz"), "-C", str(src_root)],
             check=True,
         )
-    build = CACHE / f"build-{v}"
+    build = CACHE / f"build-{v}-shared"
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run(
         [
@@ -112,7 +127,8 @@ def llama_bench() -> Path:
             "-DLLAMA_BUILD_SERVER=OFF",
             "-DLLAMA_OPENSSL=OFF",
             "-DLLAMA_CURL=OFF",
-            "-DBUILD_SHARED_LIBS=OFF",
+            "-DBUILD_SHARED_LIBS=ON",
+            "-DCMAKE_SKIP_BUILD_RPATH=ON",  # so the loader takes the package's libraries
         ],
         check=True,
     )
@@ -121,6 +137,16 @@ def llama_bench() -> Path:
         check=True,
     )
     return exe
+
+
+def llama_bench_env() -> dict[str, str]:
+    """Environment that makes llama-bench load the installed llama-cpp-python's libraries."""
+    env = dict(os.environ)
+    var = "DYLD_LIBRARY_PATH" if sys.platform == "darwin" else "LD_LIBRARY_PATH"
+    # The package's libraries first; llama-bench's own helper libraries from its build folder.
+    dirs = (str(llama_cpp_lib_dir()), str(llama_bench().parent), env.get(var, ""))
+    env[var] = os.pathsep.join(d for d in dirs if d)
+    return env
 
 
 def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool, depth: int = 0) -> float:
@@ -148,8 +174,41 @@ def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool, depth: in
         check=True,
         capture_output=True,
         text=True,
+        env=llama_bench_env(),
     ).stdout
     return float(json.loads(out)[0]["avg_ts"])
+
+
+def llama_bench_pp_seconds(
+    model: Path, threads: int, n_prompt: int, depth: int, flash: bool
+) -> float:
+    """Seconds llama-bench takes to evaluate n_prompt tokens with ``depth`` tokens already cached."""
+    out = subprocess.run(
+        [
+            str(llama_bench()),
+            "-m",
+            str(model),
+            "-p",
+            str(n_prompt),
+            "-n",
+            "0",
+            "-t",
+            str(threads),
+            "-fa",
+            "1" if flash else "0",
+            "-d",
+            str(depth),
+            "-r",
+            "5",
+            "-o",
+            "json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=llama_bench_env(),
+    ).stdout
+    return float(json.loads(out)[0]["avg_ns"]) / 1e9
 
 
 def random_1b_model() -> Path:

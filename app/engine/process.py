@@ -135,7 +135,7 @@ class ProcessEngine:
             # Checked before every message, not only while the pipe is empty: tokens keep coming.
             if cancel is not None and cancel.is_set() and not self._cancel.is_set():
                 self._cancel.set()
-            if conn.poll(0.05):  # also how often Stop is passed on while nothing comes
+            if conn.poll(0.02):  # also how often Stop is passed on while nothing comes
                 break
             if not self._proc.is_alive() and not conn.poll(0):
                 raise EOFError

@@ -149,66 +149,34 @@ def llama_bench_env() -> dict[str, str]:
     return env
 
 
-def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool, depth: int = 0) -> float:
-    """llama-bench's generation speed (tokens/s) for one run of n_gen tokens after ``depth``."""
+def _llama_bench(model: Path, threads: int, flash: bool, *args: str) -> dict[str, float]:
+    """One llama-bench measurement (its JSON result) on the installed package's libraries."""
+    command = [str(llama_bench()), "-m", str(model), "-t", str(threads), "-fa", str(int(flash))]
     out = subprocess.run(
-        [
-            str(llama_bench()),
-            "-m",
-            str(model),
-            "-p",
-            "0",
-            "-n",
-            str(n_gen),
-            "-t",
-            str(threads),
-            "-fa",
-            "1" if flash else "0",
-            "-d",
-            str(depth),
-            "-r",
-            "1",
-            "-o",
-            "json",
-        ],
+        [*command, *args, "-o", "json"],
         check=True,
         capture_output=True,
         text=True,
         env=llama_bench_env(),
     ).stdout
-    return float(json.loads(out)[0]["avg_ts"])
+    result: dict[str, float] = json.loads(out)[0]
+    return result
+
+
+def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool, depth: int = 0) -> float:
+    """llama-bench's generation speed (tokens/s) for one run of n_gen tokens after ``depth``."""
+    run = _llama_bench(
+        model, threads, flash, "-p", "0", "-n", str(n_gen), "-d", str(depth), "-r", "1"
+    )
+    return float(run["avg_ts"])
 
 
 def llama_bench_pp_seconds(
     model: Path, threads: int, n_prompt: int, depth: int, flash: bool
 ) -> float:
     """Seconds llama-bench takes to evaluate n_prompt tokens with ``depth`` tokens already cached."""
-    out = subprocess.run(
-        [
-            str(llama_bench()),
-            "-m",
-            str(model),
-            "-p",
-            str(n_prompt),
-            "-n",
-            "0",
-            "-t",
-            str(threads),
-            "-fa",
-            "1" if flash else "0",
-            "-d",
-            str(depth),
-            "-r",
-            "5",
-            "-o",
-            "json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=llama_bench_env(),
-    ).stdout
-    return float(json.loads(out)[0]["avg_ns"]) / 1e9
+    args = ("-p", str(n_prompt), "-n", "0", "-d", str(depth), "-r", "5")
+    return float(_llama_bench(model, threads, flash, *args)["avg_ns"]) / 1e9
 
 
 def random_1b_model() -> Path:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.engine.types import ChatMessage, Engine, EngineError, LoadParams
+from app.engine.types import ChatMessage, Engine, EngineError, LoadParams, coalesce
 from app.settings import Sampling
 
 log = logging.getLogger(__name__)
@@ -73,28 +72,15 @@ class EngineWorker(QObject):
         if engine.loaded is None:
             self.failed.emit(request_id, self._load_error or "No model is loaded.")
             return
-        pending: list[str] = []
-        last_emit = time.monotonic()
         try:
             reply = engine.chat(messages, sampling, cancel)
-            for text in reply:
-                pending.append(text)
-                now = time.monotonic()
-                if now - last_emit >= EMIT_INTERVAL:
-                    self.delta.emit(request_id, "".join(pending))
-                    pending.clear()
-                    last_emit = now
-            if pending:
-                self.delta.emit(request_id, "".join(pending))
+            for text in coalesce(reply, EMIT_INTERVAL):
+                self.delta.emit(request_id, text)
             self.finished.emit(request_id, reply.stats)
         except EngineError as e:
-            if pending:
-                self.delta.emit(request_id, "".join(pending))
             self.failed.emit(request_id, str(e))
         except Exception as e:
             log.exception("generation failed")
-            if pending:
-                self.delta.emit(request_id, "".join(pending))
             self.failed.emit(request_id, f"The engine failed unexpectedly: {e}")
 
     @Slot(int)

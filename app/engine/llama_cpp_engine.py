@@ -113,8 +113,8 @@ class _TokenPicker:
     same (tests/app/test_engine.py compares both with llama.cpp's own chain).
     """
 
-    def __init__(self, lib: ModuleType, ctx: Any, vocab: Any, s: Sampling) -> None:
-        self._lib, self._ctx = lib, ctx
+    def __init__(self, lib: ModuleType, vocab: Any, s: Sampling) -> None:
+        self._lib = lib
         self._n_vocab = int(lib.llama_vocab_n_tokens(vocab))
         self._penalty = float(np.float32(s.repeat_penalty))  # the float llama.cpp would use
         self._recent: deque[int] = deque()
@@ -134,23 +134,20 @@ class _TokenPicker:
             add(chain, lib.llama_sampler_init_dist(seed))
             self._chain = chain
 
-    def pick(self) -> int:
-        counts = self._counts
-        if counts:
+    def pick(self, ctx: Any) -> int:
+        """The next token after the last one ``ctx`` evaluated."""
+        if self._counts or self._chain is None:
+            logits = self._lib.llama_get_logits_ith(ctx, -1)
             # llama.cpp's rule: shrink a positive logit, grow a negative one's size. Computed in
             # double and stored as float, which rounds exactly as llama.cpp's float arithmetic.
-            logits = self._lib.llama_get_logits_ith(self._ctx, -1)
             penalty = self._penalty
-            for t in counts:
+            for t in self._counts:
                 v = logits[t]
                 logits[t] = v * penalty if v <= 0 else v / penalty
-        if self._chain is None:  # greedy: the first of equal maxima, as llama.cpp's
-            return self._remember(int(self._logits().argmax()))
-        return self._remember(int(self._lib.llama_sampler_sample(self._chain, self._ctx, -1)))
-
-    def _logits(self) -> Any:
-        ptr = self._lib.llama_get_logits_ith(self._ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+            if self._chain is None:  # greedy: the first of equal maxima, as llama.cpp's
+                as_array = np.ctypeslib.as_array(logits, shape=(self._n_vocab,))
+                return self._remember(int(as_array.argmax()))
+        return self._remember(int(self._lib.llama_sampler_sample(self._chain, ctx, -1)))
 
     def _remember(self, token: int) -> int:
         if self._penalty == 1.0:
@@ -164,10 +161,6 @@ class _TokenPicker:
             else:
                 self._counts[old] -= 1
         return token
-
-    def use(self, ctx: Any) -> None:
-        """Read logits from another context (the engine grew it)."""
-        self._ctx = ctx
 
     def close(self) -> None:
         if self._chain is not None:
@@ -505,6 +498,7 @@ class LlamaCppEngine:
         size = self._ctx_size
         while size < n_tokens:
             size *= 2
+        started = time.perf_counter()
         self._cparams.n_ctx = min(size, self._n_ctx)
         ctx = lib.llama_init_from_model(self._model, self._cparams)
         if not ctx:
@@ -512,7 +506,6 @@ class LlamaCppEngine:
                 f"Not enough memory to extend the context to {self._cparams.n_ctx} tokens. "
                 "Lower the context length in Settings, or start a new chat."
             )
-        started = time.perf_counter()
         carried = True
         if self._cached:
             n = lib.llama_state_seq_get_size(self._ctx, 0)
@@ -581,7 +574,7 @@ class LlamaCppEngine:
         prompt_done = time.perf_counter()
         stats.prompt_seconds = prompt_done - started
 
-        picker = _TokenPicker(lib, self._ctx, self._vocab, sampling)
+        picker = _TokenPicker(lib, self._vocab, sampling)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         one = (lib.llama_token * 1)()
         pick, decode, batch_one = picker.pick, lib.llama_decode, lib.llama_batch_get_one
@@ -593,7 +586,7 @@ class LlamaCppEngine:
         ctx_size = self._ctx_size
         try:
             while True:
-                token = pick()
+                token = pick(ctx)
                 if is_eog(vocab, token):
                     stats.stop_reason = "eos"
                     break
@@ -620,7 +613,6 @@ class LlamaCppEngine:
                         stats.stop_reason = "context_full"
                         break
                     cached, ctx, ctx_size = self._cached, self._ctx, self._ctx_size
-                    picker.use(ctx)
                 one[0] = token
                 rc = decode(ctx, batch_one(one, 1))
                 if rc != 0:

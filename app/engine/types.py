@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, TypedDict
 
@@ -19,6 +20,31 @@ class ChatMessage(TypedDict):
 
 class EngineError(Exception):
     """Loading or generation failed; ``str(e)`` is meant for the user."""
+
+
+def coalesce(pieces: Iterable[str], interval: float) -> Iterator[str]:
+    """The pieces of a streamed reply joined so that at most one comes out per ``interval`` s.
+
+    The first comes out at once; later ones wait for the interval, and what waits comes out with
+    the next piece after it, at the end, or before an error from ``pieces`` is passed on. Each
+    piece a reader receives costs it a wake-up and, in the chat view, a render.
+    """
+    pending: list[str] = []
+    last = float("-inf")
+    try:
+        for text in pieces:
+            pending.append(text)
+            now = time.monotonic()
+            if now - last >= interval:
+                yield "".join(pending)
+                pending.clear()
+                last = now
+    except Exception:
+        if pending:
+            yield "".join(pending)
+        raise
+    if pending:
+        yield "".join(pending)
 
 
 @dataclass(frozen=True)

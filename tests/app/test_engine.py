@@ -18,7 +18,7 @@ from app.engine.llama_cpp_engine import (
     _TokenPicker,
     llama,
 )
-from app.engine.types import EngineError, LoadParams
+from app.engine.types import EngineError, LoadParams, coalesce
 from app.settings import Sampling
 
 PARAMS = LoadParams(context_length=512, threads=2)
@@ -274,16 +274,16 @@ def test_token_picker_chooses_what_llama_cpp_chooses(
             assert lib.llama_decode(engine._ctx, lib.llama_batch_get_one(one, 1)) == 0
         return tokens
 
-    picker = _TokenPicker(lib, engine._ctx, engine._vocab, sampling)
-    ours = generate(picker.pick)
+    picker = _TokenPicker(lib, engine._vocab, sampling)
+    ours = generate(lambda: picker.pick(engine._ctx))
     picker.close()
     chain = _reference_chain(lib, engine, sampling)
     reference = generate(lambda: int(lib.llama_sampler_sample(chain, engine._ctx, -1)))
     lib.llama_sampler_free(chain)
     assert ours == reference
     if sampling.repeat_penalty != 1.0:  # the penalty changed the reply, so it was compared too
-        plain = _TokenPicker(lib, engine._ctx, engine._vocab, replace(sampling, repeat_penalty=1))
-        assert generate(plain.pick) != ours
+        plain = _TokenPicker(lib, engine._vocab, replace(sampling, repeat_penalty=1))
+        assert generate(lambda: plain.pick(engine._ctx)) != ours
         plain.close()
 
 
@@ -312,12 +312,23 @@ def test_context_starts_small_and_grows_keeping_the_cache(engine_2k: LlamaCppEng
     assert second.stats.prompt_tokens_evaluated < second.stats.prompt_tokens - 400
 
 
+@pytest.mark.parametrize("copy_fails", [False, True], ids=["cache-copied", "re-evaluated"])
 def test_reply_continues_unchanged_when_the_context_grows_mid_reply(
-    engine_2k: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+    engine_2k: LlamaCppEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    copy_fails: bool,
 ) -> None:
     sampling = Sampling(temperature=1.0, max_tokens=700, seed=1)
     e = engine_2k
-    grown = "".join(e.chat([{"role": "user", "content": "hello"}], sampling, threading.Event()))
+    if copy_fails:  # the fallback: the larger context evaluates the cached tokens again
+        with monkeypatch.context() as m:
+            m.setattr(llama(), "llama_state_seq_set_data", lambda *_args: 0)
+            reply = e.chat([{"role": "user", "content": "hello"}], sampling, threading.Event())
+            grown = "".join(reply)
+        assert "evaluating again" in caplog.text
+    else:
+        grown = "".join(e.chat([{"role": "user", "content": "hello"}], sampling, threading.Event()))
     assert e._ctx_size == 1024
     assert len(e._cached) > 600  # the reply ran past the first 512 tokens of context
 
@@ -329,3 +340,21 @@ def test_reply_continues_unchanged_when_the_context_grows_mid_reply(
     assert e._ctx_size == 2048
     whole = "".join(e.chat([{"role": "user", "content": "hello"}], sampling, threading.Event()))
     assert grown == whole
+
+
+def test_coalesce_joins_pieces_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 0.01, 0.02, 0.05, 0.06, 0.07])
+    monkeypatch.setattr("app.engine.types.time.monotonic", lambda: next(clock))
+
+    def pieces(fail: bool) -> Iterator[str]:
+        yield from ["a", "b", "c", "d", "e"]
+        if fail:
+            raise EngineError("crashed")
+
+    # "a" at once; "b", "c" wait and go with "d" (0.05 s after "a"); "e" waits for the end.
+    assert list(coalesce(pieces(False), 0.04)) == ["a", "bcd", "e"]
+    clock = iter([0.0, 0.01, 0.02, 0.05, 0.06])
+    out = coalesce(pieces(True), 0.04)
+    assert [next(out), next(out), next(out)] == ["a", "bcd", "e"]  # what waited, then the error
+    with pytest.raises(EngineError, match="crashed"):
+        next(out)

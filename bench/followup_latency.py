@@ -38,6 +38,9 @@ def main() -> None:
         history: list[dict[str, str]] = []
         # Warm up on another conversation so turn 1 is not a cold first decode.
         list(engine.chat([{"role": "user", "content": "Hello!"}], sampling, threading.Event()))
+        # As the app does while the user reads and types: a new chat has what precedes its
+        # first message evaluated ahead, and each reply the template's markup after it.
+        engine.prepare([])
         for turn in range(1, max(turns) + 1):
             history.append(
                 {
@@ -48,6 +51,7 @@ def main() -> None:
             reply = engine.chat(history, sampling, threading.Event())  # type: ignore[arg-type]
             text = "".join(reply)
             history.append({"role": "assistant", "content": text})
+            engine.prepare(history)  # type: ignore[arg-type]
             if turn in ttft:
                 ttft[turn].append(reply.stats.time_to_first_token)
                 evaluated[turn].append(reply.stats.prompt_tokens_evaluated)

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from app.chats.history import engine_messages, reply_status, title_from
 from app.chats.store import ChatStore, Conversation, Status
 from app.context import AppContext
-from app.engine.types import GenerationStats, LoadedModel
+from app.engine.types import ChatMessage, GenerationStats, LoadedModel
 from app.library import LibraryModel
 from ui.chat_view import ChatView
 from ui.engine_controller import EngineController
@@ -215,6 +215,7 @@ class ChatPage(QWidget):
         if info.notice:
             text += f"<br><span style='color:#c08000'>{html.escape(info.notice)}</span>"
         self.status.setText(text)
+        self._prepare_next()
 
     @Slot(str, str)
     def _on_load_failed(self, path: str, message: str) -> None:
@@ -247,6 +248,22 @@ class ChatPage(QWidget):
                 self.load_current_model()
         self._update_empty_text()
         self.input.setFocus()
+        if self.conversation is None:
+            self._prepare_next()
+
+    def _prepare_next(self) -> None:
+        """Have the engine evaluate ahead what precedes the user's next message (the system
+        prompt, the template's markup between turns) so that the reply starts sooner."""
+        if self.engine.loaded_path != self.current_model_path():
+            return
+        if self.conversation is None:
+            system = self.ctx.settings.default_system_prompt
+            history: list[ChatMessage] = (
+                [{"role": "system", "content": system}] if system.strip() else []
+            )
+        else:
+            history = engine_messages(self.conversation, self.store.messages(self.conversation.id))
+        self.engine.prepare(history)
 
     def _update_empty_text(self) -> None:
         if self._models or self.current_model_path():
@@ -362,6 +379,7 @@ class ChatPage(QWidget):
         s.ending = (status, stats, error)
         if not s.unshown:
             self._end_stream()
+        self._prepare_next()
 
     def _end_stream(self) -> None:
         s = self._stream

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,6 +51,8 @@ _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a fresh seed
 _DECODE_ABORTED = 2
 FIRST_CONTEXT = 512  # tokens the KV cache starts with; it doubles as needed up to the setting
 PENALTY_LAST_N = 64  # the repeat penalty looks back this many generated tokens
+PREPARE_LIMIT = 512  # prepare() evaluates at most this many tokens ahead
+PROBE = "Hello"  # the next user message, as prepare() imagines its start
 
 
 def llama() -> ModuleType:
@@ -191,7 +193,7 @@ class LlamaCppEngine:
         self._add_bos = False
         self._bos_id = -1
         self._bos_text = ""
-        self._cancel: threading.Event | None = None
+        self._stop: Callable[[], bool] | None = None
         self._abort_callback: Any = None
 
     @property
@@ -446,18 +448,19 @@ class LlamaCppEngine:
     # generation
 
     def _should_abort(self, _data: Any) -> bool:
-        cancel = self._cancel
-        return cancel is not None and cancel.is_set()
+        stop = self._stop
+        return stop is not None and stop()
 
-    def _evaluate(self, tokens: list[int], cancel: threading.Event) -> bool:
-        """Decode prompt tokens in batches; False when cancelled (the KV cache stays consistent)."""
+    def _evaluate(self, tokens: list[int], stop: Callable[[], bool]) -> bool:
+        """Decode prompt tokens in batches; False when ``stop()`` said so (the KV cache stays
+        consistent and keeps the batches evaluated before)."""
         lib = llama()
-        self._cancel = cancel
+        self._stop = stop
         # The abort callback runs for every graph node; worth it for a batch, not for one token.
         lib.llama_set_abort_callback(self._ctx, self._abort_callback, None)
         try:
             for start in range(0, len(tokens), self._n_batch):
-                if cancel.is_set():
+                if stop():
                     return False
                 chunk = tokens[start : start + self._n_batch]
                 arr = (lib.llama_token * len(chunk))(*chunk)
@@ -471,7 +474,7 @@ class LlamaCppEngine:
                 self._cached.extend(chunk)
         finally:
             lib.llama_set_abort_callback(self._ctx, lib.ggml_abort_callback(), None)
-            self._cancel = None
+            self._stop = None
         return True
 
     def _trim_cache(self, keep: int) -> int:
@@ -518,7 +521,7 @@ class LlamaCppEngine:
         if self._cached and not carried:  # not seen; evaluating again is slow but correct
             log.warning("could not carry the KV cache into the larger context; evaluating again")
             tokens, self._cached = self._cached, []
-            self._evaluate(tokens, threading.Event())
+            self._evaluate(tokens, lambda: False)
         log.info(
             "context grown to %d tokens (%d cached) in %.0f ms",
             self._ctx_size,
@@ -547,6 +550,50 @@ class LlamaCppEngine:
         stats = GenerationStats()
         return Reply(self._generate(messages, sampling.clamped(), cancel, stats), stats)
 
+    def prepare(self, messages: list[ChatMessage], stop: Callable[[], bool] = lambda: False) -> int:
+        """Evaluate ahead the start of the prompt that will follow ``messages``.
+
+        That is the template up to where the next user message's text goes: after a reply its
+        end-of-turn markup and the next user header, in a new chat the system prompt. The next
+        ``chat`` then finds those tokens in the KV cache and evaluates only the user's message
+        and the assistant header, so its first token comes sooner and time to first token no
+        longer depends on what the template puts between turns. Returns the number of tokens
+        evaluated: 0 when there was nothing to do, more than PREPARE_LIMIT, or the conversation
+        would not fit. ``stop()`` (checked during evaluation) abandons the rest.
+        """
+        if self._formatter is None:
+            return 0
+        probe: list[ChatMessage] = [{"role": "user", "content": PROBE}]
+        try:
+            text = self.format_prompt(messages + probe)
+        except EngineError:
+            return 0
+        at = text.rfind(PROBE)
+        if at <= 0:
+            return 0
+        # Tokens of the prompt with the imagined message, cut where those of the text before the
+        # message end: tokenizers may join the last character before it with its first word.
+        ahead, _ = self._prompt_to_tokens(text.encode("utf-8"))
+        before, _ = self._prompt_to_tokens(text[:at].encode("utf-8"))
+        tokens = ahead[: _common_prefix(before, ahead)]
+        if not tokens or len(ahead) * 4 > self._n_ctx * 3:
+            return 0  # the next prompt may leave out early turns: its start is unknown
+        keep = _common_prefix(self._cached, tokens)
+        if keep == len(tokens) or len(tokens) - keep > PREPARE_LIMIT:
+            return 0
+        if keep < len(self._cached):
+            keep = self._trim_cache(keep)
+        self._make_room(min(len(tokens) + 256, self._n_ctx))
+        started = time.perf_counter()
+        done = self._evaluate(tokens[keep:], stop)
+        log.debug(
+            "prepared %d tokens ahead in %.0f ms%s",
+            len(self._cached) - keep,
+            (time.perf_counter() - started) * 1000,
+            "" if done else " (stopped)",
+        )
+        return len(self._cached) - keep
+
     def _generate(
         self,
         messages: list[ChatMessage],
@@ -567,7 +614,7 @@ class LlamaCppEngine:
         # Room for the prompt and a stretch of the reply (the context grows again if needed).
         self._make_room(min(len(tokens) + 256, self._n_ctx))
         stats.prompt_tokens_evaluated = len(tokens) - keep
-        if not self._evaluate(tokens[keep:], cancel):
+        if not self._evaluate(tokens[keep:], cancel.is_set):
             stats.stop_reason = "cancelled"
             stats.prompt_seconds = time.perf_counter() - started
             return

@@ -49,9 +49,21 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
     from app.engine.llama_cpp_engine import LlamaCppEngine
 
     engine = LlamaCppEngine()
+    waiting: list[tuple[Any, ...]] = []  # a command that arrived while preparing
+
+    def stop_preparing() -> bool:
+        """A chat that arrives needs what is being prepared (it most likely starts with it) unless
+        it is stopped at once; any other command makes the preparation pointless."""
+        try:
+            if not waiting and conn.poll(0):
+                waiting.append(conn.recv())
+        except (EOFError, OSError):  # the app is gone; the main loop sees it next
+            return True
+        return bool(waiting) and (waiting[0][0] != "chat" or cancel.is_set())
+
     while True:
         try:
-            command, *args = conn.recv()
+            command, *args = waiting.pop() if waiting else conn.recv()
         except (EOFError, OSError):
             return
         try:
@@ -64,14 +76,18 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
             elif command == "chat":
                 messages, sampling = args
                 _stream_reply(conn, engine.chat(messages, sampling, cancel))
+            elif command == "prepare":  # no answer: the parent does not wait for it
+                engine.prepare(args[0], stop_preparing)
             elif command == "quit":
                 engine.unload()
                 return
         except EngineError as e:
-            conn.send(("error", str(e)))
+            if command != "prepare":
+                conn.send(("error", str(e)))
         except Exception as e:  # keep serving; the parent shows the message
             log.exception("engine command %s failed", command)
-            conn.send(("error", f"The engine failed unexpectedly: {e}"))
+            if command != "prepare":
+                conn.send(("error", f"The engine failed unexpectedly: {e}"))
 
 
 def _stream_reply(conn: Connection, reply: Reply) -> None:
@@ -178,6 +194,13 @@ class ProcessEngine:
         # Let the shared event's semaphore be freed now, not reported as leaked at exit.
         self._proc = self._conn = self._cancel = None
         self._loaded = None
+
+    def prepare(self, messages: list[ChatMessage]) -> None:
+        """Ask the engine process to evaluate the next prompt's start; returns at once."""
+        if self._loaded is None or self._conn is None or not self._proc.is_alive():
+            return
+        with contextlib.suppress(OSError):  # a crash shows with the next real command
+            self._conn.send(("prepare", messages))
 
     def chat(
         self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event

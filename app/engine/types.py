@@ -113,3 +113,7 @@ class Engine(Protocol):
     def chat(
         self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
     ) -> Reply: ...
+
+    def prepare(self, messages: list[ChatMessage]) -> object:
+        """Get ready for the next message after ``messages`` (e.g. evaluate the template's text
+        before it); optional work that only makes the next reply start sooner."""

@@ -13,6 +13,7 @@ import pytest
 
 from app.engine.llama_cpp_engine import (
     FIRST_CONTEXT,
+    PREPARE_LIMIT,
     LlamaCppEngine,
     _common_prefix,
     _TokenPicker,
@@ -156,6 +157,101 @@ def test_edited_earlier_message_reuses_only_what_precedes_it(engine: LlamaCppEng
     assert kept == _common_prefix(first_prompt, tokens) > 10
 
 
+def test_prepare_evaluates_the_next_turns_markup_ahead(engine: LlamaCppEngine) -> None:
+    for seed in range(50):  # a reply of whole characters, so its text spells its tokens
+        history = [{"role": "user", "content": "hello"}]
+        first = engine.chat(history, Sampling(max_tokens=8, seed=seed), threading.Event())  # type: ignore[arg-type]
+        text = "".join(first)
+        if "\ufffd" not in text:
+            break
+    history.append({"role": "assistant", "content": text})
+    in_cache = len(engine._cached)
+    between = engine._tokenize(b"<|im_end|>\n<|im_start|>user\n", False)
+    # The reply's last token (sampled, not yet decoded) and the markup up to the next message.
+    assert engine.prepare(history) == 1 + len(between)  # type: ignore[arg-type]
+    assert engine._cached[in_cache + 1 :] == between
+    assert engine.prepare(history) == 0  # type: ignore[arg-type]
+
+    history.append({"role": "user", "content": "the fire"})
+    second = engine.chat(history, Sampling(max_tokens=4, seed=1), threading.Event())  # type: ignore[arg-type]
+    prepared_reply = "".join(second)
+    # All that was prepared is used: only the message and the assistant header are evaluated.
+    prepared = in_cache + 1 + len(between)
+    assert second.stats.prompt_tokens_evaluated == second.stats.prompt_tokens - prepared
+    prompt = engine._cached[: second.stats.prompt_tokens]
+    assert prompt[:prepared] == engine._known[:prepared]
+
+    # The same prompt tokens and reply as without preparing.
+    other = LlamaCppEngine()
+    other.load(engine.loaded.path, PARAMS)  # type: ignore[union-attr]
+    list(other.chat(history[:1], Sampling(max_tokens=8, seed=seed), threading.Event()))  # type: ignore[arg-type]
+    again = other.chat(history, Sampling(max_tokens=4, seed=1), threading.Event())  # type: ignore[arg-type]
+    assert "".join(again) == prepared_reply
+    assert other._cached[: again.stats.prompt_tokens] == prompt
+    other.unload()
+
+
+def test_prepare_a_new_chat_evaluates_what_precedes_the_first_message(
+    engine: LlamaCppEngine,
+) -> None:
+    system = [{"role": "system", "content": "Be brief."}]
+    head = engine._tokenize(b"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")
+    assert engine.prepare(system) == len(head)  # type: ignore[arg-type]
+    assert engine._cached == head
+    reply = engine.chat(
+        [*system, {"role": "user", "content": "hi"}],  # type: ignore[list-item]
+        Sampling(max_tokens=3),
+        threading.Event(),
+    )
+    list(reply)
+    assert reply.stats.prompt_tokens_evaluated == reply.stats.prompt_tokens - len(head)
+    assert engine._cached[: reply.stats.prompt_tokens] == engine._tokenize(
+        b"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+        b"<|im_start|>assistant\n"
+    )
+    # Another conversation replaces what was prepared, keeping only the shared start.
+    other = [{"role": "system", "content": "Be long."}]
+    assert engine.prepare(other) > 0  # type: ignore[arg-type]
+    assert engine._cached == engine._tokenize(
+        b"<|im_start|>system\nBe long.<|im_end|>\n<|im_start|>user\n"
+    )
+
+
+def test_prepare_stops_when_asked_and_leaves_a_usable_cache(engine: LlamaCppEngine) -> None:
+    system = [{"role": "system", "content": "hello world " * 12}]
+    full = engine._tokenize(engine.format_prompt(system).encode())  # type: ignore[arg-type]
+    assert len(full) > 3 * 16
+    engine._n_batch = 16  # several batches: those done before the stop stay
+
+    def stop() -> bool:  # asked before each batch and during its evaluation
+        return len(engine._cached) >= 32
+
+    assert engine.prepare(system, stop) == 32  # type: ignore[arg-type]
+    assert engine._cached == full[:32]
+    reply = engine.chat(
+        [*system, {"role": "user", "content": "hi"}],  # type: ignore[list-item]
+        Sampling(max_tokens=3),
+        threading.Event(),
+    )
+    list(reply)
+    assert reply.stats.generated_tokens >= 1
+    assert reply.stats.prompt_tokens_evaluated == reply.stats.prompt_tokens - 32
+
+
+def test_prepare_skips_what_is_too_much_or_would_not_fit(
+    engine: LlamaCppEngine, engine_2k: LlamaCppEngine
+) -> None:
+    too_long = [{"role": "system", "content": "hello world " * 40}]
+    assert len(engine._tokenize(engine.format_prompt(too_long).encode())) > 512 * 3 // 4  # type: ignore[arg-type]
+    assert engine.prepare(too_long) == 0  # type: ignore[arg-type]
+    assert engine._cached == []
+    too_much = [{"role": "system", "content": "hello world " * 60}]
+    n = len(engine_2k._tokenize(engine_2k.format_prompt(too_much).encode()))  # type: ignore[arg-type]
+    assert PREPARE_LIMIT < n < 2048 * 3 // 4
+    assert engine_2k.prepare(too_much) == 0  # type: ignore[arg-type]
+    assert engine_2k._cached == []
+
+
 def test_long_conversation_drops_oldest_turns(engine: LlamaCppEngine) -> None:
     history = []
     for i in range(30):
@@ -266,7 +362,7 @@ def test_token_picker_chooses_what_llama_cpp_chooses(
 
     def generate(pick: Callable[[], int]) -> list[int]:
         engine._trim_cache(0)
-        assert engine._evaluate(prompt, threading.Event())
+        assert engine._evaluate(prompt, lambda: False)
         tokens = []
         for _ in range(80):
             tokens.append(pick())

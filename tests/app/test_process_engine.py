@@ -60,6 +60,27 @@ def test_stop_mid_reply(engine: ProcessEngine, tiny_model: Path) -> None:
     assert again.stats.stop_reason != "cancelled"
 
 
+def test_prepare_is_answered_by_nothing_and_speeds_up_the_next_reply(
+    engine: ProcessEngine, tiny_model: Path
+) -> None:
+    engine.prepare([])  # nothing loaded: nothing happens
+    engine.load(str(tiny_model), PARAMS)
+    system = [{"role": "system", "content": "Be brief."}]
+    message = [*system, {"role": "user", "content": "hi"}]
+    cold = engine.chat(message, Sampling(max_tokens=3, seed=2), threading.Event())  # type: ignore[arg-type]
+    cold_text = "".join(cold)
+    engine.unload()
+    engine.load(str(tiny_model), PARAMS)
+    engine.prepare(system)  # type: ignore[arg-type]
+    # The protocol stays in step (prepare sends no answer), and the reply is the same.
+    warm = engine.chat(message, Sampling(max_tokens=3, seed=2), threading.Event())  # type: ignore[arg-type]
+    assert "".join(warm) == cold_text
+    assert warm.stats.prompt_tokens == cold.stats.prompt_tokens
+    # Unless the chat arrived while the child was still preparing (then it stopped midway),
+    # only the message and the assistant header were left to evaluate.
+    assert warm.stats.prompt_tokens_evaluated < cold.stats.prompt_tokens_evaluated
+
+
 def test_load_error_crosses_the_process(
     engine: ProcessEngine, tiny_model: Path, tmp_path: Path
 ) -> None:

@@ -35,6 +35,7 @@ class FakeEngine:
         self.fail_after: int | None = None
         self._loaded: LoadedModel | None = None
         self.calls: list[list[ChatMessage]] = []
+        self.prepared: list[list[ChatMessage]] = []
         self.loads: list[str] = []
 
     @property
@@ -52,6 +53,9 @@ class FakeEngine:
 
     def unload(self) -> None:
         self._loaded = None
+
+    def prepare(self, messages: list[ChatMessage]) -> None:
+        self.prepared.append(list(messages))
 
     def chat(
         self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event

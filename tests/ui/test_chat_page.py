@@ -64,6 +64,26 @@ def test_follow_up_sends_history(qtbot: QtBot, window: MainWindow, fake_engine: 
     assert fake_engine.calls[-1][-1]["content"] == "second"
 
 
+def test_engine_prepares_the_next_message_ahead(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    """After the model loads (a new chat: its system prompt) and after each reply (the whole
+    conversation), the engine is asked to evaluate what will precede the next message."""
+    window.ctx.settings.default_system_prompt = "Be brief."
+    send(qtbot, window, "first")
+    qtbot.waitUntil(lambda: len(fake_engine.prepared) >= 2)
+    loaded, after_reply = fake_engine.prepared[-2:]
+    assert loaded == [] or loaded[0]["role"] == "system"
+    assert after_reply == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "Hello there! Here is **bold** text."},
+    ]
+    # A new chat: its system prompt, up to the first message.
+    window.chat_page.open_conversation(None)
+    qtbot.waitUntil(lambda: fake_engine.prepared[-1] == after_reply[:1])
+
+
 def test_stop_mid_reply(qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine) -> None:
     fake_engine.words = [f" w{i}" for i in range(200)]
     fake_engine.delay = 0.01

@@ -369,4 +369,7 @@ class MainWindow(QMainWindow):
         self.chat_page._flush()
         self.downloads.shutdown()  # running downloads resume at the next start
         self.library_pool.waitForDone()
+        # Python must not be torn down under a task still running: the keyring check at startup
+        # takes ~0.3 s (longer if the keyring asks to be unlocked, hence the bound).
+        self.settings_page.pool.waitForDone(3000)
         super().closeEvent(event)

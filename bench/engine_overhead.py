@@ -64,17 +64,17 @@ def hearth_path(model: Path, threads: int, n_gen: int) -> tuple[float, int]:
 
 
 def engine_only(model: Path, threads: int, n_gen: int) -> float:
-    """Hearth's engine without Qt, on the calling thread: separates the engine from the GUI."""
-    from app.engine.llama_cpp_engine import LlamaCppEngine
+    """Hearth's engine process without Qt, read by a plain loop: separates the engine from the GUI."""
+    from app.engine.process import ProcessEngine
     from app.engine.types import LoadParams
     from app.settings import Sampling
 
-    engine = LlamaCppEngine()
+    engine = ProcessEngine()
     engine.load(str(model), LoadParams(context_length=4096, threads=threads))
     sampling = Sampling(temperature=0, max_tokens=n_gen, repeat_penalty=1.0)
     reply = engine.chat([{"role": "user", "content": PROMPT}], sampling, threading.Event())
     list(reply)
-    engine.unload()
+    engine.close()
     return reply.stats.tokens_per_second if reply.stats.generated_tokens > 8 else -1
 
 

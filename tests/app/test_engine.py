@@ -209,11 +209,29 @@ def test_prepare_a_new_chat_evaluates_what_precedes_the_first_message(
         b"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
         b"<|im_start|>assistant\n"
     )
-    # Another conversation replaces what was prepared, keeping only the shared start.
-    other = [{"role": "system", "content": "Be long."}]
-    assert engine.prepare(other) > 0  # type: ignore[arg-type]
+    # Another conversation would push this one out of the cache: left alone, the user may
+    # come back to it; one that starts like it has nothing to evaluate.
+    cached = list(engine._cached)
+    assert engine.prepare([{"role": "system", "content": "Be long."}]) == 0  # type: ignore[list-item]
+    assert engine.prepare(system) == 0  # type: ignore[arg-type]
+    assert engine._cached == cached
+
+
+def test_prepare_may_replace_the_last_reply_when_history_writes_it_differently(
+    engine: LlamaCppEngine,
+) -> None:
+    """Templates that leave out a reply's reasoning in history write it differently from how it
+    was generated: what follows the last prompt gives way; earlier turns never do."""
+    history = [{"role": "user", "content": "hello"}]
+    first = engine.chat(history, Sampling(max_tokens=6, seed=1), threading.Event())  # type: ignore[arg-type]
+    list(first)
+    prompt = engine._cached[: first.stats.prompt_tokens]
+    history.append({"role": "assistant", "content": "short"})
+    assert engine.prepare(history) > 0  # type: ignore[arg-type]
+    assert engine._cached[: len(prompt)] == prompt
     assert engine._cached == engine._tokenize(
-        b"<|im_start|>system\nBe long.<|im_end|>\n<|im_start|>user\n"
+        b"<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\nshort<|im_end|>\n"
+        b"<|im_start|>user\n"
     )
 
 
@@ -321,6 +339,20 @@ def test_unload_and_reload(engine: LlamaCppEngine, tiny_model: Path) -> None:
     )
     list(reply)
     assert time.perf_counter() - started < 30
+
+
+def test_unload_hands_freed_memory_back(
+    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.engine.llama_cpp_engine as module
+
+    calls: list[int] = []
+    monkeypatch.setattr(module, "_release_freed_memory", lambda: calls.append(1))
+    engine.unload()
+    engine.unload()  # nothing loaded: nothing freed
+    assert calls == [1]
+    monkeypatch.undo()
+    module._release_freed_memory()  # runs on this platform without raising
 
 
 def _reference_chain(lib: Any, engine: LlamaCppEngine, s: Sampling) -> Any:

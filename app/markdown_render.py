@@ -11,12 +11,6 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from markdown_it import MarkdownIt
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import TextLexer, get_lexer_by_name
-from pygments.util import ClassNotFound
-
 
 def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
@@ -26,15 +20,24 @@ def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> 
 
 
 class MarkdownRenderer:
+    """markdown-it-py and Pygments are imported at the first render (~0.1 s the window's start
+    does not wait for)."""
+
     def __init__(self, dark: bool = False) -> None:
         self.dark = dark
-        style = "monokai" if dark else "friendly"
-        self._formatter = HtmlFormatter(style=style, noclasses=True, nowrap=True)
         self._code_bg = "#272822" if dark else "#f4f4f6"
         self._code_fg = "#f8f8f2" if dark else "#1f2328"
-        self._md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": False})
-        self._md.enable(["table", "strikethrough"])
-        self._md.add_render_rule("image", _image_as_link)
+        self._md: Any = None
+        self._formatter: Any = None
+
+    def _parser(self) -> Any:
+        if self._md is not None:
+            return self._md
+        from markdown_it import MarkdownIt
+
+        md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": False})
+        md.enable(["table", "strikethrough"])
+        md.add_render_rule("image", _image_as_link)
 
         # markdown-it binds rules with __get__, so the rule must be a plain function.
         def fence(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
@@ -42,10 +45,19 @@ class MarkdownRenderer:
             lang = (token.info or "").strip().split(" ")[0]
             return self.code_block(token.content, lang)
 
-        self._md.add_render_rule("fence", fence)
-        self._md.add_render_rule("code_block", fence)
+        md.add_render_rule("fence", fence)
+        md.add_render_rule("code_block", fence)
+        self._md = md
+        return md
 
     def code_block(self, code: str, lang: str) -> str:
+        from pygments import highlight
+
+        if self._formatter is None:
+            from pygments.formatters import HtmlFormatter
+
+            style = "monokai" if self.dark else "friendly"
+            self._formatter = HtmlFormatter(style=style, noclasses=True, nowrap=True)
         body = highlight(code, _lexer(lang), self._formatter).rstrip("\n")
         label = f'<div style="color:#888;font-size:small">{html.escape(lang)}</div>' if lang else ""
         # A one-cell table: Qt paints block backgrounds for table cells reliably, not for <pre>.
@@ -56,11 +68,14 @@ class MarkdownRenderer:
         )
 
     def render(self, text: str) -> str:
-        return str(self._md.render(text))
+        return str(self._parser().render(text))
 
 
 @lru_cache(maxsize=64)
 def _lexer_by_name(lang: str) -> Any:
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
     try:
         return get_lexer_by_name(lang)
     except ClassNotFound:
@@ -68,6 +83,8 @@ def _lexer_by_name(lang: str) -> Any:
 
 
 def _lexer(lang: str) -> Any:
+    from pygments.lexers import TextLexer
+
     # No guessing for unlabelled code: guess_lexer is slow and often wrong on short snippets.
     return (_lexer_by_name(lang.lower()) if lang else None) or TextLexer()
 

@@ -15,10 +15,10 @@ import mmap
 import re
 import struct
 from dataclasses import asdict, dataclass
+from enum import IntEnum
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
 
 from app.fileio import atomic_write_text
 
@@ -29,6 +29,37 @@ MAX_DIMS = 4  # GGML_MAX_DIMS
 # Keys whose values a listing never needs; their arrays are walked past, not decoded.
 _SKIPPED_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.scores")
 _SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+
+
+class GGUFValueType(IntEnum):
+    """Metadata value types, fixed by the GGUF specification (the same as ``gguf``'s, tested).
+
+    The ``gguf`` package is imported only where its growing tables of tensor and file types are
+    needed: with numpy it takes ~0.4 s to import, which the window's start must not wait for.
+    """
+
+    UINT8 = 0
+    INT8 = 1
+    UINT16 = 2
+    INT16 = 3
+    UINT32 = 4
+    INT32 = 5
+    FLOAT32 = 6
+    BOOL = 7
+    STRING = 8
+    ARRAY = 9
+    UINT64 = 10
+    INT64 = 11
+    FLOAT64 = 12
+
+
+@cache
+def _gguf_tables() -> tuple[Any, Any, Any]:
+    """gguf's tensor type sizes, tensor types and file types (imported on first use)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+
+    return GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+
 
 _SCALARS: dict[int, struct.Struct] = {
     GGUFValueType.UINT8: struct.Struct("<B"),
@@ -201,14 +232,15 @@ def _read_value(c: _Cursor, vtype: int, key: str, keep: bool) -> Any:
 def _quant_name(file_type: Any, tensor_types: dict[int, int]) -> str:
     if isinstance(file_type, int):
         try:
-            return LlamaFileType(file_type).name.removeprefix("MOSTLY_").replace("ALL_", "")
+            name: str = _gguf_tables()[2](file_type).name
+            return name.removeprefix("MOSTLY_").replace("ALL_", "")
         except ValueError:
             pass
     # No (or an unknown) general.file_type: name it after the type holding most weights.
     if tensor_types:
         common = max(tensor_types.items(), key=lambda kv: kv[1])[0]
         try:
-            return GGMLQuantizationType(common).name
+            return str(_gguf_tables()[1](common).name)
         except ValueError:
             pass
     return "unknown"
@@ -273,6 +305,7 @@ def _parse(buf: mmap.mmap, size: int, path: Path) -> ModelFileInfo:
     parameters = 0
     tensor_types: dict[int, int] = {}
     data_needed = 0
+    quant_sizes, tensor_types_enum, _ = _gguf_tables()
     for i in range(tensor_count):
         name = c.string(f"the name of tensor {i}")
         n_dims = c.u32(f"the dimensions of {name!r}")
@@ -282,7 +315,7 @@ def _parse(buf: mmap.mmap, size: int, path: Path) -> ModelFileInfo:
         ttype = c.u32(f"the type of {name!r}")
         offset = c.u64(f"the offset of {name!r}")
         try:
-            block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+            block, type_size = quant_sizes[tensor_types_enum(ttype)]
         except (ValueError, KeyError):
             raise InvalidModelFile(
                 f"Tensor {name!r} has type {ttype}, which this version of Hearth does not know. "

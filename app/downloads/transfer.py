@@ -20,11 +20,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from app.downloads import net
 from app.hub import (
     OFFLINE_MESSAGE,
     HubError,
@@ -192,6 +190,12 @@ class Downloader:
         headers: dict[str, str],
         hasher: _Hasher,
     ) -> None:
+        # The HTTP stack (urllib, ssl, email parsing: ~70 ms to import) loads with the first
+        # download, not with the window.
+        from http.client import HTTPException
+
+        from app.downloads import net
+
         attempts = 0
         while True:
             start = t.part.stat().st_size if t.part.exists() else 0

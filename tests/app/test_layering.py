@@ -44,3 +44,21 @@ def test_lint_bans_qt_in_core(tmp_path: Path) -> None:
         offender.unlink()
     assert result.returncode != 0
     assert "TID251" in result.stdout
+
+
+def test_window_start_leaves_heavy_libraries_for_later() -> None:
+    """What the main window imports must not pull in what only later work needs: llama.cpp,
+    gguf and numpy (reading tensors, ~0.4 s), the Markdown and highlighting libraries (the first
+    reply shown), the HTTP stack (the first download or Hub search)."""
+    code = (
+        "import sys\n"
+        "import app.context, ui.application, ui.main_window\n"
+        "heavy = ('llama_cpp', 'gguf', 'numpy', 'markdown_it', 'pygments', 'urllib.request',\n"
+        "         'http.client', 'huggingface_hub')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

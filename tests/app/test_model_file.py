@@ -130,3 +130,12 @@ def test_cache_hits_and_notices_changes(tiny_model: Path, tmp_path: Path) -> Non
 def test_shard_names() -> None:
     assert shard_info(Path("Qwen-7B-Q4_K_M-00002-of-00003.gguf")) == ("Qwen-7B-Q4_K_M", 2, 3)
     assert shard_info(Path("model.gguf")) is None
+
+
+def test_value_types_are_the_gguf_specifications() -> None:
+    """Hearth's own copy (gguf is imported only when tensors are read) matches gguf's."""
+    import gguf
+
+    from app.model_file import GGUFValueType
+
+    assert {t.name: t.value for t in GGUFValueType} == {t.name: t.value for t in gguf.GGUFValueType}

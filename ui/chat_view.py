@@ -28,7 +28,10 @@ from app.markdown_render import MarkdownRenderer, plain_to_html, stable_prefix_e
 from ui.item_models import MessageListModel, MessageRole
 
 PAGE = 60  # messages shown at first; more on demand
-CHUNK = 1500  # while streaming, finished Markdown is frozen in chunks of about this many characters
+# While a reply streams, finished Markdown is frozen in chunks of about this many characters, so an
+# update renders only the rest (the cost of an update follows the size of what is rendered again).
+CHUNK = 800
+MERGE_LIMIT = 12_000  # a finished reply up to this long is shown as one document again
 
 
 class MessageText(QTextBrowser):
@@ -120,8 +123,12 @@ class MessageWidget(QFrame):
             return
         tail = content[len(self._frozen_source) :]
         if not streaming:
-            # A finished reply keeps the chunks it streamed in: rendering all of it again as one
-            # document would stall the window for long replies.
+            if self._frozen and len(content) <= MERGE_LIMIT:
+                # One document again, so that a selection can span the whole reply. Longer
+                # replies keep the chunks they streamed in: rendering all of one again would
+                # stall the window.
+                self._unfreeze()
+                tail = content
             self.text.setHtml(self._renderer.render(tail))
             return
         cut = stable_prefix_end(tail, CHUNK)
@@ -142,6 +149,7 @@ class MessageWidget(QFrame):
 
     def _unfreeze(self) -> None:
         for chunk in self._frozen:
+            chunk.hide()  # at once, not when the deferred deletion runs
             chunk.deleteLater()
         self._frozen = []
         self._frozen_source = ""

@@ -195,7 +195,8 @@ def test_long_reply_streams_in_chunks_and_copies_whole(
     page.send()
     qtbot.waitUntil(lambda: page._stream is None, timeout=10_000)
     widget = page.view.message_widgets()[1]
-    assert len(widget._frozen) >= 2  # revealed over several frames, finished blocks frozen
+    # Longer than MERGE_LIMIT: it keeps the chunks it was revealed in over several frames.
+    assert len(widget._frozen) >= 2
     source = "".join(fake_engine.words)
     assert widget.plain_text().count("lighthouses") == source.count("lighthouses")
     assert "**" not in widget.plain_text()  # rendered, not raw Markdown
@@ -206,6 +207,36 @@ def test_long_reply_streams_in_chunks_and_copies_whole(
     assert QGuiApplication.clipboard().text() == source
     assert page.conversation is not None
     assert window.store.messages(page.conversation.id)[1].content == source
+
+
+def test_finished_reply_becomes_one_document_for_selection(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    paragraph = "A paragraph about **lighthouses** and the sea. " * 4
+    fake_engine.words = [paragraph + "\n\n"] * 30  # ~5,700 characters: several chunks
+    fake_engine.delay = 0.005
+    page = window.chat_page
+    widgets = page.view.message_widgets
+    most_chunks = [0]
+
+    def count() -> None:
+        if len(widgets()) > 1:
+            most_chunks[0] = max(most_chunks[0], len(widgets()[1]._frozen))
+
+    window.engine.reply_delta.connect(count)
+    page.input.setPlainText("tell me")
+    page.send()
+    qtbot.waitUntil(lambda: page._stream is None, timeout=10_000)
+    assert most_chunks[0] >= 2  # streamed in frozen chunks
+    widget = widgets()[1]
+    assert widget._frozen == []
+    assert not any(
+        isinstance(w, type(widget.text)) and w.isVisible() and w is not widget.text
+        for w in widget.findChildren(type(widget.text))
+    )
+    widget.text.selectAll()
+    selected = widget.text.textCursor().selectedText()
+    assert selected.count("lighthouses") == 30 * 4  # one selection spans the whole reply
 
 
 def test_streaming_reply_is_saved_while_it_streams(

@@ -39,6 +39,11 @@ class EngineWorker(QObject):
         self._engine: Engine | None = None
         self._load_error = ""
 
+    @property
+    def engine(self) -> Engine | None:
+        """The engine, once made (read from other threads only for its thread-safe methods)."""
+        return self._engine
+
     def _get_engine(self) -> Engine:
         if self._engine is None:
             self._engine = self._factory()
@@ -195,6 +200,10 @@ class EngineController(QObject):
 
     def stop(self) -> None:
         self._generate_cancel.set()
+        # An engine in its own process can be told at once, from this thread (see interrupt()).
+        interrupt = getattr(self._worker.engine, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
 
     @property
     def running(self) -> bool:

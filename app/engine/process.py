@@ -33,6 +33,9 @@ from app.settings import Sampling
 
 log = logging.getLogger(__name__)
 SEND_INTERVAL = 1 / 25  # the chat view shows text 25 times a second (ui/engine_controller.py)
+# How often the thread reading the pipe wakes while nothing comes, to see a cancel event set without
+# interrupt() or a child that died.
+POLL_SECONDS = 0.1
 CRASHED = (
     "The engine stopped unexpectedly (a crash in llama.cpp); it restarts with your next message."
 )
@@ -137,7 +140,7 @@ class ProcessEngine:
             # Checked before every message, not only while the pipe is empty: tokens keep coming.
             if cancel is not None and cancel.is_set() and not self._cancel.is_set():
                 self._cancel.set()
-            if conn.poll(0.02):  # also how often Stop is passed on while nothing comes
+            if conn.poll(POLL_SECONDS):  # Stop comes through interrupt(); this is the fallback
                 break
             if not self._proc.is_alive() and not conn.poll(0):
                 raise EOFError
@@ -194,6 +197,16 @@ class ProcessEngine:
         # Let the shared event's semaphore be freed now, not reported as leaked at exit.
         self._proc = self._conn = self._cancel = None
         self._loaded = None
+
+    def interrupt(self) -> None:
+        """Stop the reply or prompt in progress now; safe from any thread (the GUI's Stop).
+
+        Tells the child directly, instead of waiting for the thread reading the pipe to notice
+        the cancel event passed to ``chat``.
+        """
+        cancel = self._cancel
+        if cancel is not None:
+            cancel.set()
 
     def prepare(self, messages: list[ChatMessage]) -> None:
         """Ask the engine process to evaluate the next prompt's start; returns at once."""

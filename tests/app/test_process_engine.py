@@ -81,6 +81,29 @@ def test_prepare_is_answered_by_nothing_and_speeds_up_the_next_reply(
     assert warm.stats.prompt_tokens_evaluated < cold.stats.prompt_tokens_evaluated
 
 
+@pytest.mark.slow
+def test_interrupt_from_another_thread_stops_the_reply(
+    engine: ProcessEngine, starter_model: Path
+) -> None:
+    """The GUI's Stop reaches the child directly; the reply's own cancel event is never set."""
+    engine.load(str(starter_model), PARAMS)
+    sampling = Sampling(max_tokens=400, temperature=0)
+    story = [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}]
+    reply = engine.chat(story, sampling, threading.Event())  # type: ignore[arg-type]
+    pieces = iter(reply)
+    next(pieces)  # generating (a real model, tens of tokens a second)
+    engine.interrupt()
+    list(pieces)
+    assert reply.stats.stop_reason == "cancelled"
+    assert reply.stats.generated_tokens < 100
+    # The next reply runs normally.
+    again = engine.chat(
+        [{"role": "user", "content": "a"}], Sampling(max_tokens=3), threading.Event()
+    )
+    list(again)
+    assert again.stats.stop_reason != "cancelled"
+
+
 def test_load_error_crosses_the_process(
     engine: ProcessEngine, tiny_model: Path, tmp_path: Path
 ) -> None:

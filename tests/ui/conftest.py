@@ -36,6 +36,7 @@ class FakeEngine:
         self._loaded: LoadedModel | None = None
         self.calls: list[list[ChatMessage]] = []
         self.prepared: list[list[ChatMessage]] = []
+        self.interrupts = 0
         self.loads: list[str] = []
 
     @property
@@ -56,6 +57,9 @@ class FakeEngine:
 
     def prepare(self, messages: list[ChatMessage]) -> None:
         self.prepared.append(list(messages))
+
+    def interrupt(self) -> None:  # called from the GUI thread, as ProcessEngine allows
+        self.interrupts += 1
 
     def chat(
         self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event

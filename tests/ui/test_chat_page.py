@@ -94,6 +94,7 @@ def test_stop_mid_reply(qtbot: QtBot, window: MainWindow, fake_engine: FakeEngin
     qtbot.waitUntil(lambda: "w3" in page.messages.message(1).content, timeout=5000)
     with qtbot.waitSignal(window.engine.reply_finished, timeout=5000):
         qtbot.mouseClick(page.send_button, Qt.MouseButton.LeftButton)
+    assert fake_engine.interrupts == 1  # told at once, besides the reply's cancel event
     assert page.send_button.text() == "Send"
     assert page.conversation is not None
     reply = window.store.messages(page.conversation.id)[1]

@@ -574,9 +574,9 @@ class LlamaCppEngine:
         ``chat`` then finds those tokens in the KV cache and evaluates only the user's message
         and the assistant header, so its first token comes sooner and time to first token no
         longer depends on what the template puts between turns. Returns the number of tokens
-        evaluated: 0 when there was nothing to do, more than PREPARE_LIMIT, or the conversation
-        would not fit, or when it would push out of the cache tokens ``messages`` do not start with.
-        ``stop()`` (checked during evaluation) abandons the rest.
+        evaluated: 0 when there was nothing to do, when it would be more than PREPARE_LIMIT, when
+        the next prompt may have to leave out early turns, or when it would push another
+        conversation out of the cache. ``stop()`` (checked during evaluation) abandons the rest.
         """
         if self._formatter is None:
             return 0

@@ -85,7 +85,9 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
                 engine.unload()
                 return
         except EngineError as e:
-            if command != "prepare":
+            if command == "prepare":  # only a speed-up; nobody waits for an answer
+                log.info("preparing the next prompt failed: %s", e)
+            else:
                 conn.send(("error", str(e)))
         except Exception as e:  # keep serving; the parent shows the message
             log.exception("engine command %s failed", command)

@@ -10,6 +10,13 @@ import app
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run code in a fresh interpreter at the repository root (nothing imported beforehand)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
 def test_core_never_imports_qt() -> None:
     modules = [
         m.name for m in pkgutil.walk_packages(app.__path__, "app.") if m.name != "app.__main__"
@@ -21,9 +28,7 @@ def test_core_never_imports_qt() -> None:
         "bad = sorted(m for m in sys.modules if m.startswith('PySide6'))\n"
         "assert not bad, bad\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    result = _python(code)
     assert result.returncode == 0, result.stderr
 
 
@@ -57,8 +62,6 @@ def test_window_start_leaves_heavy_libraries_for_later() -> None:
         "         'http.client', 'huggingface_hub')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    result = _python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.chats.history import engine_messages, reply_status, title_from
-from app.chats.store import ChatStore, Conversation, Status
+from app.chats.store import ChatStore, Conversation, Message, Status
 from app.context import AppContext
 from app.engine.types import ChatMessage, GenerationStats, LoadedModel
 from app.library import LibraryModel
@@ -251,9 +251,12 @@ class ChatPage(QWidget):
         if self.conversation is None:
             self._prepare_next()
 
-    def _prepare_next(self) -> None:
+    def _prepare_next(self, finished: Message | None = None) -> None:
         """Have the engine evaluate ahead what precedes the user's next message (the system
-        prompt, the template's markup between turns) so that the reply starts sooner."""
+        prompt, the template's markup between turns) so that the reply starts sooner.
+
+        ``finished`` is a reply that just ended, as saved (the view may still be revealing it).
+        """
         if self.engine.loaded_path != self.current_model_path():
             return
         if self.conversation is None:
@@ -262,7 +265,10 @@ class ChatPage(QWidget):
                 [{"role": "system", "content": system}] if system.strip() else []
             )
         else:
-            history = engine_messages(self.conversation, self.store.messages(self.conversation.id))
+            items = self.messages.items()
+            if finished is not None:
+                items = [finished if m.id == finished.id else m for m in items]
+            history = engine_messages(self.conversation, items)
         self.engine.prepare(history)
 
     def _update_empty_text(self) -> None:
@@ -377,9 +383,13 @@ class ChatPage(QWidget):
             s.message_id, content=s.text, status=status, error=error, stats=stats_json
         )
         s.ending = (status, stats, error)
+        row = self._stream_row()
+        finished = (
+            replace(self.messages.message(row), content=s.text, status=status) if row >= 0 else None
+        )
         if not s.unshown:
             self._end_stream()
-        self._prepare_next()
+        self._prepare_next(finished)
 
     def _end_stream(self) -> None:
         s = self._stream

@@ -208,6 +208,10 @@ def test_long_reply_streams_in_chunks_and_copies_whole(
     assert QGuiApplication.clipboard().text() == source
     assert page.conversation is not None
     assert window.store.messages(page.conversation.id)[1].content == source
+    # The engine prepared the next turn with the whole reply, though the view was still
+    # revealing it when the reply ended.
+    qtbot.waitUntil(lambda: bool(fake_engine.prepared))
+    assert fake_engine.prepared[-1][-1] == {"role": "assistant", "content": source}
 
 
 def test_finished_reply_becomes_one_document_for_selection(

@@ -51,7 +51,11 @@ _last_level = [logging.DEBUG]
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a fresh seed
 _DECODE_ABORTED = 2
 FIRST_CONTEXT = 256  # tokens the KV cache starts with; it doubles as needed up to the setting
-REPLY_ROOM = 64  # room made for the reply before a prompt is evaluated (more is made as it grows)
+# Room made before evaluating: for a prompt, a few tokens of its reply (more is made as it grows,
+# mid-reply, so that growing does not delay the first token); when preparing the next turn, the
+# next message and the start of its reply, so that the context grows while the user types.
+REPLY_ROOM = 16
+NEXT_TURN_ROOM = 128
 PENALTY_LAST_N = 64  # the repeat penalty looks back this many generated tokens
 PREPARE_LIMIT = 512  # prepare() evaluates at most this many tokens ahead
 PROBE = "Hello"  # the next user message, as prepare() imagines its start
@@ -608,7 +612,7 @@ class LlamaCppEngine:
             return 0
         if keep < len(self._cached):
             keep = self._trim_cache(keep)
-        self._make_room(min(len(tokens) + REPLY_ROOM, self._n_ctx))
+        self._make_room(min(len(tokens) + NEXT_TURN_ROOM, self._n_ctx))
         started = time.perf_counter()
         done = self._evaluate(tokens[keep:], stop)
         log.debug(

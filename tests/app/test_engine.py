@@ -442,6 +442,29 @@ def test_context_starts_small_and_grows_keeping_the_cache(engine_2k: LlamaCppEng
     assert second.stats.prompt_tokens_evaluated < second.stats.prompt_tokens - 400
 
 
+def test_context_grows_while_preparing_not_before_the_first_token(
+    engine_2k: LlamaCppEngine,
+) -> None:
+    e = engine_2k
+    words = 1
+    while (
+        len(e._tokenize(e.format_prompt([{"role": "user", "content": " the" * words}]).encode()))
+        < 180
+    ):
+        words += 1
+    history = [{"role": "user", "content": " the" * words}]
+    first = e.chat(history, Sampling(max_tokens=4, seed=1), threading.Event())  # type: ignore[arg-type]
+    history.append({"role": "assistant", "content": "".join(first)})
+    assert e._ctx_size == FIRST_CONTEXT  # the prompt and its reply fitted
+    e.prepare(history)  # type: ignore[arg-type]
+    assert e._ctx_size == 2 * FIRST_CONTEXT  # room for the next message, made ahead
+    history.append({"role": "user", "content": " fire" * 20})
+    second = e.chat(history, Sampling(max_tokens=2, seed=1), threading.Event())  # type: ignore[arg-type]
+    list(second)
+    assert second.stats.prompt_tokens > FIRST_CONTEXT - REPLY_ROOM  # it would have had to grow
+    assert e._ctx_size == 2 * FIRST_CONTEXT
+
+
 def test_reply_continues_unchanged_when_the_context_grows_mid_reply(
     engine_2k: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

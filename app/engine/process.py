@@ -53,16 +53,19 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
 
     engine = LlamaCppEngine()
     waiting: list[tuple[Any, ...]] = []  # a command that arrived while preparing
+    preparing: list[list[ChatMessage]] = [[]]  # the conversation being prepared
+    wanted = [False]  # whether the waiting command needs what is being prepared
 
     def stop_preparing() -> bool:
-        """A chat that arrives needs what is being prepared (it most likely starts with it) unless
-        it is stopped at once; any other command makes the preparation pointless."""
+        """Only a chat that continues the conversation being prepared needs what is evaluated
+        (unless it is stopped at once); anything else makes the preparation pointless."""
         try:
             if not waiting and conn.poll(0):
                 waiting.append(conn.recv())
+                wanted[0] = continues(waiting[0], preparing[0])
         except (EOFError, OSError):  # the app is gone; the main loop sees it next
             return True
-        return bool(waiting) and (waiting[0][0] != "chat" or cancel.is_set())
+        return bool(waiting) and (not wanted[0] or cancel.is_set())
 
     while True:
         try:
@@ -80,6 +83,7 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
                 messages, sampling = args
                 _stream_reply(conn, engine.chat(messages, sampling, cancel))
             elif command == "prepare":  # no answer: the parent does not wait for it
+                preparing[0] = args[0]
                 engine.prepare(args[0], stop_preparing)
             elif command == "quit":
                 engine.unload()
@@ -93,6 +97,14 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
             log.exception("engine command %s failed", command)
             if command != "prepare":
                 conn.send(("error", f"The engine failed unexpectedly: {e}"))
+
+
+def continues(command: tuple[Any, ...], conversation: list[ChatMessage]) -> bool:
+    """Whether a command is a chat whose messages start with ``conversation``."""
+    if command[0] != "chat":
+        return False
+    messages: list[ChatMessage] = command[1]
+    return messages[: len(conversation)] == conversation
 
 
 def _stream_reply(conn: Connection, reply: Reply) -> None:

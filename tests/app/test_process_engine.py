@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.process import CRASHED, ProcessEngine
+from app.engine.process import CRASHED, ProcessEngine, continues
 from app.engine.types import EngineError, LoadParams
 from app.settings import Sampling
 
@@ -102,6 +102,29 @@ def test_interrupt_from_another_thread_stops_the_reply(
     )
     list(again)
     assert again.stats.stop_reason != "cancelled"
+
+
+def test_preparing_goes_on_only_for_a_chat_that_continues_the_conversation() -> None:
+    system = {"role": "system", "content": "Be brief."}
+    asked = {"role": "user", "content": "hi"}
+    answered = {"role": "assistant", "content": "Hello!"}
+    prepared = [system, asked, answered]
+    sampling = Sampling()
+    follow_up = [*prepared, {"role": "user", "content": "more"}]
+    assert continues(("chat", follow_up, sampling), prepared)
+    assert continues(("chat", [system, {"role": "user", "content": "new"}], sampling), [system])
+    # Another conversation, an edited earlier message, or another command: stop preparing.
+    other = [{"role": "user", "content": "elsewhere"}, {"role": "user", "content": "x"}]
+    assert not continues(("chat", other, sampling), prepared)
+    edited = [
+        system,
+        {"role": "user", "content": "hi!"},
+        answered,
+        {"role": "user", "content": "x"},
+    ]
+    assert not continues(("chat", edited, sampling), prepared)
+    assert not continues(("load", "model.gguf", PARAMS), prepared)
+    assert not continues(("unload",), prepared)
 
 
 def test_load_error_crosses_the_process(

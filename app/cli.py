@@ -325,6 +325,28 @@ def _chat(args: argparse.Namespace) -> int:
         reply = store.add_message(conversation.id, "assistant", "", "streaming", model.name)
         _stream_reply(engine, history, sampling, store, reply.id, sys.stdout)
 
+    def read_next() -> str:
+        """The next message, read while the engine evaluates what will precede it (the system
+        prompt, the template's text after the last reply) on a helper thread; the helper is done
+        before the engine is used again."""
+        if conversations:
+            history = engine_messages(conversations[0], store.messages(conversations[0].id))
+        else:
+            history = [{"role": "system", "content": system}] if system.strip() else []
+        stop = threading.Event()
+        helper = threading.Thread(
+            target=engine.prepare, args=(history, stop.is_set), name="prepare", daemon=True
+        )
+        helper.start()
+        try:
+            text = input("> ")
+        except BaseException:  # leaving (Ctrl+D, Ctrl+C): the preparation is not needed
+            stop.set()
+            helper.join()
+            raise
+        helper.join()  # the message continues the conversation: what was prepared is used
+        return text
+
     try:
         if args.prompt is not None:
             turn(args.prompt)
@@ -332,7 +354,7 @@ def _chat(args: argparse.Namespace) -> int:
         print(f"Chatting with {model.name}. Ctrl+C stops a reply, Ctrl+D quits.", file=sys.stderr)
         while True:
             try:
-                text = input("> ")
+                text = read_next()
             except EOFError:
                 print(file=sys.stderr)
                 return 0

@@ -140,3 +140,37 @@ def test_interactive_chat_left_at_once_saves_nothing(
     code, out, _ = run(capsys, "chats", "export")
     assert code == 0
     assert json.loads(out)["conversations"] == []
+
+
+def test_interactive_chat_prepares_the_next_message_while_the_user_types(
+    capsys: pytest.CaptureFixture[str], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While `input()` waits, the engine evaluates what precedes the next message (the system
+    prompt, the template's text after the last reply), so each reply evaluates fewer tokens."""
+    from app.engine.llama_cpp_engine import LlamaCppEngine
+
+    def converse() -> list[int]:
+        lines = iter(["hello", "again"])
+
+        def typed(_prompt: str = "") -> str:
+            try:
+                return next(lines)
+            except StopIteration:
+                raise EOFError from None
+
+        monkeypatch.setattr("builtins.input", typed)
+        args = ["chat", "-m", str(tiny_model), "--max-tokens", "4", "--seed", "1"]
+        assert main([*args, "--system", "Be brief."]) == 0
+        capsys.readouterr()  # the replies as printed
+        code, out, _ = run(capsys, "chats", "export")
+        assert code == 0
+        conversation = json.loads(out)["conversations"][0]  # the newest first
+        replies = [m for m in conversation["messages"] if m["role"] == "assistant"]
+        assert len(replies) == 2
+        return [m["stats"]["prompt_tokens_evaluated"] for m in replies]
+
+    prepared = converse()
+    monkeypatch.setattr(LlamaCppEngine, "prepare", lambda *_args: 0)
+    cold = converse()
+    # Both turns: the system prompt (first) and the markup after the reply (second) were ready.
+    assert all(p < c for p, c in zip(prepared, cold, strict=True)), (prepared, cold)

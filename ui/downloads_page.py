@@ -67,7 +67,7 @@ class DownloadsController(QObject):
         # Poll only while something can change on its own (a pause or cancel under way counts:
         # its job stays active until the worker has stopped). Judged from the same snapshot: a
         # job that ends between two reads must not leave its last "downloading" view on screen.
-        if any(j.state in (State.QUEUED, State.ACTIVE) for j in jobs):
+        if any(j.state.in_progress for j in jobs):
             if not self._timer.isActive():
                 self._timer.start()
         else:

@@ -33,6 +33,11 @@ class State(str, Enum):
     FAILED = "failed"
     DONE = "done"
 
+    @property
+    def in_progress(self) -> bool:
+        """Queued or downloading: the job can still change on its own."""
+        return self in (State.QUEUED, State.ACTIVE)
+
 
 @dataclass(frozen=True)
 class JobView:
@@ -131,7 +136,7 @@ class DownloadManager:
     @property
     def busy(self) -> bool:
         with self._lock:
-            return any(j.state in (State.QUEUED, State.ACTIVE) for j in self._jobs.values())
+            return any(j.state.in_progress for j in self._jobs.values())
 
     # commands
 
@@ -145,7 +150,7 @@ class DownloadManager:
                 and all(Path(p).exists() for p in existing.paths)
             ):
                 return existing.view()
-            if existing and existing.state in (State.QUEUED, State.ACTIVE):
+            if existing and existing.state.in_progress:
                 return existing.view()
             job = _Job(model)
             job.done = self._bytes_on_disk(model)

@@ -272,7 +272,7 @@ def _chats(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from app.chats.history import engine_messages, title_from
+    from app.chats.history import engine_messages, opening_messages, title_from
     from app.chats.store import ChatStore, Conversation
     from app.engine.llama_cpp_engine import LlamaCppEngine
     from app.engine.types import EngineError
@@ -332,7 +332,7 @@ def _chat(args: argparse.Namespace) -> int:
         if conversations:
             history = engine_messages(conversations[0], store.messages(conversations[0].id))
         else:
-            history = [{"role": "system", "content": system}] if system.strip() else []
+            history = opening_messages(system)
         stop = threading.Event()
         helper = threading.Thread(
             target=engine.prepare, args=(history, stop.is_set), name="prepare", daemon=True

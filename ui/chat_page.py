@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.chats.history import engine_messages, reply_status, title_from
+from app.chats.history import engine_messages, opening_messages, reply_status, title_from
 from app.chats.store import ChatStore, Conversation, Message, Status
 from app.context import AppContext
-from app.engine.types import ChatMessage, GenerationStats, LoadedModel
+from app.engine.types import GenerationStats, LoadedModel
 from app.library import LibraryModel
 from ui.chat_view import ChatView
 from ui.engine_controller import EngineController
@@ -259,11 +259,8 @@ class ChatPage(QWidget):
         """
         if self.engine.loaded_path != self.current_model_path():
             return
-        if self.conversation is None:
-            system = self.ctx.settings.default_system_prompt
-            history: list[ChatMessage] = (
-                [{"role": "system", "content": system}] if system.strip() else []
-            )
+        if self.conversation is None:  # a new chat, saved with its first message
+            history = opening_messages(self.ctx.settings.default_system_prompt)
         else:
             items = self.messages.items()
             if finished is not None:

@@ -11,14 +11,17 @@ def engine_messages(conversation: Conversation, messages: list[Message]) -> list
 
     Failed replies are left out; interrupted ones stay, as the user saw them.
     """
-    out: list[ChatMessage] = []
-    if conversation.system_prompt.strip():
-        out.append({"role": "system", "content": conversation.system_prompt})
+    out = opening_messages(conversation.system_prompt)
     for m in messages:
         if m.role == "system" or m.status == "error" or not m.content:
             continue
         out.append({"role": m.role, "content": m.content})
     return out
+
+
+def opening_messages(system_prompt: str) -> list[ChatMessage]:
+    """What a conversation starts with before its first message: the system prompt, if any."""
+    return [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
 
 
 def reply_status(stats: GenerationStats) -> Status:

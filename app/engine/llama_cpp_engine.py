@@ -606,7 +606,7 @@ class LlamaCppEngine:
         # Never at the cost of another conversation in the cache (the user may go back to it);
         # only the last reply's tokens may go, when the template writes it differently in history
         # (some leave out a reply's reasoning).
-        if keep < len(self._cached) and keep < min(self._prompt_length, len(self._cached)):
+        if keep < min(self._prompt_length, len(self._cached)):
             return 0
         if keep == len(tokens) or len(tokens) - keep > PREPARE_LIMIT:
             return 0
@@ -640,7 +640,7 @@ class LlamaCppEngine:
         keep = min(_common_prefix(self._cached, tokens), len(tokens) - 1)
         if keep < len(self._cached):
             keep = self._trim_cache(keep)
-        # Room for the prompt and a stretch of the reply (the context grows again if needed).
+        # Room for the prompt and a few tokens (the reply grows the context as it goes).
         self._make_room(min(len(tokens) + REPLY_ROOM, self._n_ctx))
         stats.prompt_tokens_evaluated = len(tokens) - keep
         if not self._evaluate(tokens[keep:], cancel.is_set):

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from multiprocessing.connection import Connection
 from typing import Any
@@ -53,20 +53,6 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
 
     engine = LlamaCppEngine()
     waiting: list[tuple[Any, ...]] = []  # a command that arrived while preparing
-    preparing: list[list[ChatMessage]] = [[]]  # the conversation being prepared
-    wanted = [False]  # whether the waiting command needs what is being prepared
-
-    def stop_preparing() -> bool:
-        """Only a chat that continues the conversation being prepared needs what is evaluated
-        (unless it is stopped at once); anything else makes the preparation pointless."""
-        try:
-            if not waiting and conn.poll(0):
-                waiting.append(conn.recv())
-                wanted[0] = continues(waiting[0], preparing[0])
-        except (EOFError, OSError):  # the app is gone; the main loop sees it next
-            return True
-        return bool(waiting) and (not wanted[0] or cancel.is_set())
-
     while True:
         try:
             command, *args = waiting.pop() if waiting else conn.recv()
@@ -83,8 +69,7 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
                 messages, sampling = args
                 _stream_reply(conn, engine.chat(messages, sampling, cancel))
             elif command == "prepare":  # no answer: the parent does not wait for it
-                preparing[0] = args[0]
-                engine.prepare(args[0], stop_preparing)
+                engine.prepare(args[0], _preparation_stopper(conn, cancel, args[0], waiting))
             elif command == "quit":
                 engine.unload()
                 return
@@ -97,6 +82,27 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
             log.exception("engine command %s failed", command)
             if command != "prepare":
                 conn.send(("error", f"The engine failed unexpectedly: {e}"))
+
+
+def _preparation_stopper(
+    conn: Connection, cancel: Any, conversation: list[ChatMessage], waiting: list[tuple[Any, ...]]
+) -> Callable[[], bool]:
+    """When to stop preparing ``conversation``: once a command arrives (it is kept in
+    ``waiting``), unless it is a chat that continues the conversation, which needs what is being
+    evaluated (and is not stopped at once); anything else makes the preparation pointless."""
+    wanted = False
+
+    def stop() -> bool:
+        nonlocal wanted
+        try:
+            if not waiting and conn.poll(0):
+                waiting.append(conn.recv())
+                wanted = continues(waiting[0], conversation)
+        except (EOFError, OSError):  # the app is gone; the main loop sees it next
+            return True
+        return bool(waiting) and (not wanted or cancel.is_set())
+
+    return stop
 
 
 def continues(command: tuple[Any, ...], conversation: list[ChatMessage]) -> bool:

@@ -69,11 +69,12 @@ def test_engine_prepares_the_next_message_ahead(
 ) -> None:
     """After the model loads (a new chat: its system prompt) and after each reply (the whole
     conversation), the engine is asked to evaluate what will precede the next message."""
+    qtbot.waitUntil(lambda: bool(fake_engine.prepared))  # the model loaded with a new chat open
+    assert fake_engine.prepared == [[]]  # no system prompt set: nothing precedes the message yet
     window.ctx.settings.default_system_prompt = "Be brief."
     send(qtbot, window, "first")
     qtbot.waitUntil(lambda: len(fake_engine.prepared) >= 2)
-    loaded, after_reply = fake_engine.prepared[-2:]
-    assert loaded == [] or loaded[0]["role"] == "system"
+    after_reply = fake_engine.prepared[-1]
     assert after_reply == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "first"},

@@ -82,7 +82,8 @@ def llama_bench() -> Path:
     from importlib.metadata import version
 
     v = version("llama-cpp-python")
-    exe = CACHE / f"build-{v}-shared" / "bin" / "llama-bench"
+    build = CACHE / f"build-{v}-shared"
+    exe = build / "bin" / "llama-bench"
     if exe.exists():
         return exe
     cmake = shutil.which("cmake")
@@ -111,7 +112,6 @@ def llama_bench() -> Path:
             ["tar", "xzf", str(src_root / f"llama_cpp_python-{v}.tar.gz"), "-C", str(src_root)],
             check=True,
         )
-    build = CACHE / f"build-{v}-shared"
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run(
         [

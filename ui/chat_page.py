@@ -34,6 +34,10 @@ FLUSH_MS = 1000  # a streaming reply is saved at least this often
 # New text shown per event-loop pass: a burst (a very fast engine, a long stall) is revealed over a
 # few frames instead of freezing one; at normal speeds every delta is shown as it comes.
 REVEAL_CHARS = 600
+# A pause in typing this long has the engine evaluate the message so far (with the prompt around
+# it), so that the reply starts as soon as it is sent; shorter than most pauses before Enter,
+# longer than the gaps between keys while typing on.
+TYPING_PAUSE_MS = 250
 
 
 class MessageInput(QPlainTextEdit):
@@ -142,6 +146,11 @@ class ChatPage(QWidget):
         self._reveal_timer.setSingleShot(True)
         self._reveal_timer.setInterval(0)
         self._reveal_timer.timeout.connect(self._reveal)
+        self._typing_timer = QTimer(self)
+        self._typing_timer.setSingleShot(True)
+        self._typing_timer.setInterval(TYPING_PAUSE_MS)
+        self._typing_timer.timeout.connect(self._prepare_next)
+        self.input.textChanged.connect(self._typing_timer.start)
 
         engine.model_loading.connect(self._on_loading)
         engine.model_loaded.connect(self._on_loaded)
@@ -251,22 +260,34 @@ class ChatPage(QWidget):
         if self.conversation is None:
             self._prepare_next()
 
-    def _prepare_next(self, finished: Message | None = None) -> None:
-        """Have the engine evaluate ahead what precedes the user's next message (the system
-        prompt, the template's markup between turns) so that the reply starts sooner.
-
-        ``finished`` is a reply that just ended, as saved (the view may still be revealing it).
-        """
+    @Slot()
+    def _prepare_next(self) -> None:
+        """Have the engine evaluate ahead what the next reply needs: the prompt for what the user
+        has typed so far, or with nothing typed what precedes their next message (the system
+        prompt, the template's markup between turns). The engine skips it while replying; the
+        reply's end asks again."""
         if self.engine.loaded_path != self.current_model_path():
             return
         if self.conversation is None:  # a new chat, saved with its first message
             history = opening_messages(self.ctx.settings.default_system_prompt)
         else:
             items = self.messages.items()
-            if finished is not None:
+            finished = self._reply_as_saved()
+            if finished is not None:  # the view may still be revealing it
                 items = [finished if m.id == finished.id else m for m in items]
             history = engine_messages(self.conversation, items)
+        draft = self.input.toPlainText().strip()  # as send() will send it
+        if draft:
+            history.append({"role": "user", "content": draft})
         self.engine.prepare(history)
+
+    def _reply_as_saved(self) -> Message | None:
+        """The reply that has just ended, as saved, while the view may still be revealing it."""
+        s = self._stream
+        row = self._stream_row()
+        if s is None or s.ending is None or row < 0:
+            return None
+        return replace(self.messages.message(row), content=s.text, status=s.ending[0])
 
     def _update_empty_text(self) -> None:
         if self._models or self.current_model_path():
@@ -380,13 +401,9 @@ class ChatPage(QWidget):
             s.message_id, content=s.text, status=status, error=error, stats=stats_json
         )
         s.ending = (status, stats, error)
-        row = self._stream_row()
-        finished = (
-            replace(self.messages.message(row), content=s.text, status=status) if row >= 0 else None
-        )
+        self._prepare_next()
         if not s.unshown:
             self._end_stream()
-        self._prepare_next(finished)
 
     def _end_stream(self) -> None:
         s = self._stream

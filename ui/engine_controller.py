@@ -193,8 +193,9 @@ class EngineController(QObject):
         self._request_generate.emit(self._generate_id, messages, sampling, self._generate_cancel)
 
     def prepare(self, messages: list[ChatMessage]) -> None:
-        """Let the loaded model get ready for the message that follows ``messages``: it evaluates
-        the template's text up to that message while the user types. Skipped while busy."""
+        """Let the loaded model get ready for the next reply while the user types: with
+        ``messages`` ending in the user's draft, the prompt for it; otherwise the template's text
+        up to the next message. Skipped while busy."""
         if self.loaded_path and not self.loading_path and not self.generating:
             self._request_prepare.emit(list(messages))
 

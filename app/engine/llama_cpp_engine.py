@@ -197,6 +197,10 @@ class LlamaCppEngine:
         self._cparams: Any = None
         self._n_batch = 512
         self._cached: list[int] = []  # exactly the tokens in the KV cache, in order
+        # The cache's length when the context's output logits (the next token is sampled from
+        # them) were computed: while it equals len(_cached) they follow the last cached token.
+        # -1 when they follow none (a new context, a failed or stopped evaluation).
+        self._logits_at = -1
         # The last prompt's tokens and those sampled after it (the KV cache holds all but maybe
         # the last), what they spell, and marks (bytes, tokens) where the first `tokens` of them
         # spell the first `bytes`.
@@ -353,6 +357,7 @@ class LlamaCppEngine:
         self._ctx_size = 0
         self._loaded = None
         self._cached = []
+        self._logits_at = -1
         self._known = []
         self._spelled = []
         self._marks = []
@@ -488,13 +493,14 @@ class LlamaCppEngine:
                 chunk = tokens[start : start + self._n_batch]
                 arr = (lib.llama_token * len(chunk))(*chunk)
                 rc = lib.llama_decode(self._ctx, lib.llama_batch_get_one(arr, len(chunk)))
-                if rc == _DECODE_ABORTED:
-                    self._trim_cache(len(self._cached))
-                    return False
                 if rc != 0:
                     self._trim_cache(len(self._cached))
+                    self._logits_at = -1
+                    if rc == _DECODE_ABORTED:
+                        return False
                     raise EngineError(f"llama.cpp could not evaluate the prompt (error {rc}).")
                 self._cached.extend(chunk)
+                self._logits_at = len(self._cached)
         finally:
             lib.llama_set_abort_callback(self._ctx, lib.ggml_abort_callback(), None)
             self._stop = None
@@ -541,6 +547,7 @@ class LlamaCppEngine:
         lib.llama_free(self._ctx)
         self._ctx = ctx
         self._ctx_size = int(lib.llama_n_ctx(ctx))
+        self._logits_at = -1  # a new context has computed nothing yet
         if self._cached and not carried:  # not seen; evaluating again is slow but correct
             log.warning("could not carry the KV cache into the larger context; evaluating again")
             tokens, self._cached = self._cached, []
@@ -574,41 +581,44 @@ class LlamaCppEngine:
         return Reply(self._generate(messages, sampling.clamped(), cancel, stats), stats)
 
     def prepare(self, messages: list[ChatMessage], stop: Callable[[], bool] = lambda: False) -> int:
-        """Evaluate ahead the start of the prompt that will follow ``messages``.
+        """Evaluate ahead what the next ``chat`` will need, so that its first token comes sooner.
 
-        That is the template up to where the next user message's text goes: after a reply its
-        end-of-turn markup and the next user header, in a new chat the system prompt. The next
-        ``chat`` then finds those tokens in the KV cache and evaluates only the user's message
-        and the assistant header, so its first token comes sooner and time to first token no
-        longer depends on what the template puts between turns. Returns the number of tokens
-        evaluated: 0 when there was nothing to do, when it would be more than PREPARE_LIMIT, when
-        the next prompt may have to leave out early turns, or when it would push another
-        conversation out of the cache. ``stop()`` (checked during evaluation) abandons the rest.
+        When ``messages`` end with a user message (what the user is typing), that is the whole
+        prompt for replying to it: a ``chat`` with these messages finds every token and the
+        logits of the next one ready and starts sampling at once; one whose last message has
+        changed since evaluates from where the two differ. Typing shows where the next message
+        goes, so this may replace another conversation in the cache.
+
+        Otherwise it is the template up to where the next user message's text goes: after a
+        reply its end-of-turn markup and the next user header, in a new chat the system prompt.
+        The next ``chat`` then evaluates only the user's message and the assistant header. This
+        never pushes another conversation out of the cache (the user may go back to it) and
+        stops at PREPARE_LIMIT tokens.
+
+        Returns the number of tokens evaluated: 0 when there was nothing to do, when the prompt
+        may have to leave out early turns, or when a limit above applies. ``stop()`` (checked
+        during evaluation) abandons the rest.
         """
         if self._formatter is None:
             return 0
-        probe: list[ChatMessage] = [{"role": "user", "content": PROBE}]
+        draft = bool(messages) and messages[-1]["role"] == "user"
         try:
-            text = self.format_prompt(messages + probe)
+            tokens = self._prompt_ahead(messages) if draft else self._next_turn_start(messages)
         except EngineError:
             return 0
-        at = text.rfind(PROBE)
-        if at <= 0:
+        if not tokens:
             return 0
-        # Tokens of the prompt with the imagined message, cut where those of the text before the
-        # message end: tokenizers may join the last character before it with its first word.
-        ahead, _ = self._prompt_to_tokens(text.encode("utf-8"))
-        before, _ = self._prompt_to_tokens(text[:at].encode("utf-8"))
-        tokens = ahead[: _common_prefix(before, ahead)]
-        if not tokens or len(ahead) * 4 > self._n_ctx * 3:
-            return 0  # the next prompt may leave out early turns: its start is unknown
         keep = _common_prefix(self._cached, tokens)
-        # Never at the cost of another conversation in the cache (the user may go back to it);
-        # only the last reply's tokens may go, when the template writes it differently in history
-        # (some leave out a reply's reasoning).
-        if keep < min(self._prompt_length, len(self._cached)):
-            return 0
-        if keep == len(tokens) or len(tokens) - keep > PREPARE_LIMIT:
+        if not draft:
+            # Only the last reply's tokens may go, when the template writes it differently in
+            # history (some leave out a reply's reasoning).
+            if keep < min(self._prompt_length, len(self._cached)):
+                return 0
+            if len(tokens) - keep > PREPARE_LIMIT:
+                return 0
+        elif keep == len(tokens) and self._logits_at != keep:
+            keep -= 1  # everything is there but the last token's logits: evaluate it again
+        if keep == len(tokens):
             return 0
         if keep < len(self._cached):
             keep = self._trim_cache(keep)
@@ -623,6 +633,29 @@ class LlamaCppEngine:
         )
         return len(self._cached) - keep
 
+    def _fits_whole(self, tokens: list[int]) -> bool:
+        """Whether a prompt this long is sent whole: one longer may leave out early turns to make
+        room for the reply (up to a quarter of the context), so its start is not known yet."""
+        return len(tokens) * 4 <= self._n_ctx * 3
+
+    def _prompt_ahead(self, messages: list[ChatMessage]) -> list[int]:
+        """The prompt's tokens for replying to ``messages`` (empty when it may be cut)."""
+        tokens, _ = self._prompt_to_tokens(self.format_prompt(messages).encode("utf-8"))
+        return tokens if self._fits_whole(tokens) else []
+
+    def _next_turn_start(self, messages: list[ChatMessage]) -> list[int]:
+        """The tokens of the next prompt up to where the next user message's text goes."""
+        probe: list[ChatMessage] = [{"role": "user", "content": PROBE}]
+        text = self.format_prompt(messages + probe)
+        at = text.rfind(PROBE)
+        if at <= 0:
+            return []
+        # Tokens of the prompt with the imagined message, cut where those of the text before the
+        # message end: tokenizers may join the last character before it with its first word.
+        ahead, _ = self._prompt_to_tokens(text.encode("utf-8"))
+        before, _ = self._prompt_to_tokens(text[:at].encode("utf-8"))
+        return ahead[: _common_prefix(before, ahead)] if self._fits_whole(ahead) else []
+
     def _generate(
         self,
         messages: list[ChatMessage],
@@ -636,12 +669,16 @@ class LlamaCppEngine:
         tokens, stats.messages_dropped = self.prompt_tokens(messages, reserve)
         stats.prompt_tokens = len(tokens)
 
-        # Keep the shared prefix in the KV cache; at least one token is evaluated for fresh logits.
-        keep = min(_common_prefix(self._cached, tokens), len(tokens) - 1)
+        # Keep the shared prefix in the KV cache.
+        keep = _common_prefix(self._cached, tokens)
         if keep < len(self._cached):
             keep = self._trim_cache(keep)
         # Room for the prompt and a few tokens (the reply grows the context as it goes).
         self._make_room(min(len(tokens) + REPLY_ROOM, self._n_ctx))
+        if keep == len(tokens) and self._logits_at != keep:
+            # The whole prompt is cached (prepared while the user typed) but the logits to sample
+            # from are not those of its last token: evaluate that token again.
+            keep = self._trim_cache(keep - 1)
         stats.prompt_tokens_evaluated = len(tokens) - keep
         if not self._evaluate(tokens[keep:], cancel.is_set):
             stats.stop_reason = "cancelled"
@@ -660,6 +697,7 @@ class LlamaCppEngine:
         cached, known, spelled, marks = self._cached, self._known, self._spelled, self._marks
         spelled_bytes = sum(len(b) for b in spelled)
         ctx_size = self._ctx_size
+        failed = False
         try:
             while True:
                 token = pick(ctx)
@@ -692,6 +730,7 @@ class LlamaCppEngine:
                 one[0] = token
                 rc = decode(ctx, batch_one(one, 1))
                 if rc != 0:
+                    failed = True
                     raise EngineError(f"llama.cpp failed while generating (error {rc}).")
                 cached.append(token)
             tail = decoder.decode(b"", final=True)
@@ -699,6 +738,8 @@ class LlamaCppEngine:
                 yield tail
         finally:
             picker.close()
+            # The loop stops before decoding its last pick: the logits are the last cached token's.
+            self._logits_at = -1 if failed else len(self._cached)
             stats.generated_tokens = generated
             if generated:
                 stats.generation_seconds = time.perf_counter() - first_at

@@ -106,11 +106,18 @@ def _preparation_stopper(
 
 
 def continues(command: tuple[Any, ...], conversation: list[ChatMessage]) -> bool:
-    """Whether a command is a chat whose messages start with ``conversation``."""
+    """Whether a command is a chat that continues what is being prepared: its messages start
+    with ``conversation``, where a last user message (a draft) may have grown since."""
     if command[0] != "chat":
         return False
     messages: list[ChatMessage] = command[1]
-    return messages[: len(conversation)] == conversation
+    if not conversation or conversation[-1]["role"] != "user":
+        return messages[: len(conversation)] == conversation
+    *settled, draft = conversation
+    if len(messages) < len(conversation) or messages[: len(settled)] != settled:
+        return False
+    sent = messages[len(settled)]
+    return sent["role"] == "user" and sent["content"].startswith(draft["content"])
 
 
 def _stream_reply(conn: Connection, reply: Reply) -> None:

@@ -115,5 +115,6 @@ class Engine(Protocol):
     ) -> Reply: ...
 
     def prepare(self, messages: list[ChatMessage]) -> object:
-        """Get ready for the next message after ``messages`` (e.g. evaluate the template's text
-        before it); optional work that only makes the next reply start sooner."""
+        """Get ready for the next reply: when ``messages`` end with a user message (a draft),
+        evaluate the prompt for it; otherwise what precedes the next message (e.g. the template's
+        text). Optional work that only makes the next reply start sooner."""

@@ -271,6 +271,87 @@ def test_prepare_skips_what_is_too_much_or_would_not_fit(
     assert engine_2k._cached == []
 
 
+def _next_token_logits(e: LlamaCppEngine) -> list[float]:
+    lib = llama()
+    return list(lib.llama_get_logits_ith(e._ctx, -1)[: lib.llama_vocab_n_tokens(e._vocab)])
+
+
+def test_prepared_draft_lets_the_reply_start_without_evaluating(engine: LlamaCppEngine) -> None:
+    history = [{"role": "user", "content": "hello"}]
+    first = engine.chat(history, Sampling(max_tokens=6, seed=1), threading.Event())  # type: ignore[arg-type]
+    history.append({"role": "assistant", "content": "".join(first)})
+    in_cache = list(engine._cached)
+    draft = [*history, {"role": "user", "content": "the fire"}]
+    evaluated = engine.prepare(draft)  # type: ignore[arg-type]
+    prompt = list(engine._cached)
+    assert evaluated == len(prompt) - _common_prefix(in_cache, prompt) > 0
+    assert engine._cached[-2:] == engine._tokenize(b"assistant\n", False)[-2:]
+    logits = _next_token_logits(engine)
+
+    greedy = Sampling(temperature=0, max_tokens=3)
+    reply = engine.chat(draft, greedy, threading.Event())  # type: ignore[arg-type]
+    list(reply)
+    assert reply.stats.prompt_tokens == len(prompt)
+    assert reply.stats.prompt_tokens_evaluated == 0
+    assert engine._cached[: len(prompt)] == prompt
+    assert engine._known[len(prompt)] == max(range(len(logits)), key=logits.__getitem__)
+    # Those logits are the ones evaluating the same prompt afresh gives.
+    other = LlamaCppEngine()
+    other.load(engine.loaded.path, PARAMS)  # type: ignore[union-attr]
+    assert other._evaluate(prompt, lambda: False)
+    fresh = _next_token_logits(other)
+    other.unload()
+    assert max(abs(a - b) for a, b in zip(fresh, logits, strict=True)) < 1e-3
+
+    # Sent again (regenerate): the logits are the reply's now, so the last token is evaluated.
+    again = engine.chat(draft, greedy, threading.Event())  # type: ignore[arg-type]
+    list(again)
+    assert again.stats.prompt_tokens_evaluated == 1
+    assert engine._known[len(prompt)] == max(range(len(logits)), key=logits.__getitem__)
+
+
+def test_typing_on_evaluates_only_from_where_the_draft_changed(engine: LlamaCppEngine) -> None:
+    typed = [{"role": "user", "content": "the fire"}]
+    engine.prepare(typed)  # type: ignore[arg-type]
+    before = list(engine._cached)
+    more = [{"role": "user", "content": "the fire burns"}]
+    evaluated = engine.prepare(more)  # type: ignore[arg-type]
+    assert engine._cached == engine._tokenize(engine.format_prompt(more).encode())  # type: ignore[arg-type]
+    assert evaluated == len(engine._cached) - _common_prefix(before, engine._cached)
+    tail = engine._tokenize(b" burns<|im_end|>\n<|im_start|>assistant\n", False)
+    assert evaluated <= len(tail) + 1
+    # Sent with a word more than was prepared: the same again, from where they differ.
+    sent = [{"role": "user", "content": "the fire burns bright"}]
+    reply = engine.chat(sent, Sampling(max_tokens=2), threading.Event())  # type: ignore[arg-type]
+    list(reply)
+    shared = _common_prefix(engine._cached, engine._tokenize(engine.format_prompt(more).encode()))  # type: ignore[arg-type]
+    assert reply.stats.prompt_tokens_evaluated == reply.stats.prompt_tokens - shared
+
+
+def test_a_draft_is_prepared_in_any_conversation_if_it_fits(
+    engine: LlamaCppEngine, engine_2k: LlamaCppEngine
+) -> None:
+    """Typing in a conversation says where the next message goes: its prompt may replace
+    another conversation in the cache, and is not held to PREPARE_LIMIT (a pasted text)."""
+    list(
+        engine.chat(
+            [{"role": "user", "content": "hello"}], Sampling(max_tokens=4), threading.Event()
+        )
+    )  # type: ignore[list-item]
+    elsewhere = [{"role": "user", "content": "another conversation"}]
+    assert engine.prepare(elsewhere) > 0  # type: ignore[arg-type]
+    assert engine._cached == engine._tokenize(engine.format_prompt(elsewhere).encode())  # type: ignore[arg-type]
+    # Not when the prompt might leave out early turns to make room for the reply.
+    cached = list(engine._cached)
+    too_long = [{"role": "user", "content": "hello world " * 40}]
+    assert engine.prepare(too_long) == 0  # type: ignore[arg-type]
+    assert engine._cached == cached
+    pasted = [{"role": "user", "content": "hello world " * 60}]
+    n = len(engine_2k._tokenize(engine_2k.format_prompt(pasted).encode()))  # type: ignore[arg-type]
+    assert PREPARE_LIMIT < n < 2048 * 3 // 4
+    assert engine_2k.prepare(pasted) == n  # type: ignore[arg-type]
+
+
 def test_long_conversation_drops_oldest_turns(engine: LlamaCppEngine) -> None:
     history = []
     for i in range(30):

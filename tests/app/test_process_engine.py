@@ -125,6 +125,31 @@ def test_preparing_goes_on_only_for_a_chat_that_continues_the_conversation() -> 
     assert not continues(("chat", edited, sampling), prepared)
     assert not continues(("load", "model.gguf", PARAMS), prepared)
     assert not continues(("unload",), prepared)
+    # A draft being prepared: the chat goes on if it sends the draft, or more after it.
+    draft = [*prepared, {"role": "user", "content": "the fi"}]
+    assert continues(("chat", [*prepared, {"role": "user", "content": "the fi"}], sampling), draft)
+    assert continues(
+        ("chat", [*prepared, {"role": "user", "content": "the fire"}], sampling), draft
+    )
+    assert not continues(
+        ("chat", [*prepared, {"role": "user", "content": "a fire"}], sampling), draft
+    )
+    assert not continues(
+        ("chat", [*edited[:3], {"role": "user", "content": "the fi"}], sampling), draft
+    )
+    assert not continues(("chat", prepared, sampling), draft)
+
+
+def test_a_prepared_draft_is_used_by_the_chat_that_sends_it(
+    engine: ProcessEngine, tiny_model: Path
+) -> None:
+    engine.load(str(tiny_model), PARAMS)
+    draft = [{"role": "user", "content": "the fire"}]
+    engine.prepare(draft)  # type: ignore[arg-type]
+    reply = engine.chat(draft, Sampling(max_tokens=3), threading.Event())  # type: ignore[arg-type]
+    list(reply)
+    assert reply.stats.prompt_tokens > 0
+    assert reply.stats.prompt_tokens_evaluated == 0
 
 
 def test_load_error_crosses_the_process(

@@ -7,6 +7,7 @@ from pytestqt.qtbot import QtBot
 
 from app.chats.store import ChatStore
 from tests.ui.conftest import FakeEngine
+from ui.chat_page import TYPING_PAUSE_MS
 from ui.main_window import MainWindow
 
 
@@ -83,6 +84,31 @@ def test_engine_prepares_the_next_message_ahead(
     # A new chat: its system prompt, up to the first message.
     window.chat_page.open_conversation(None)
     qtbot.waitUntil(lambda: fake_engine.prepared[-1] == after_reply[:1])
+
+
+def test_a_pause_in_typing_has_the_engine_prepare_the_message_so_far(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    qtbot.waitUntil(lambda: bool(fake_engine.prepared))  # the model loaded
+    page = window.chat_page
+    qtbot.keyClicks(page.input, "the fire ")
+    qtbot.waitUntil(lambda: len(fake_engine.prepared) == 2)
+    assert fake_engine.prepared[-1] == [{"role": "user", "content": "the fire"}]  # as sent
+    qtbot.wait(2 * TYPING_PAUSE_MS)
+    assert len(fake_engine.prepared) == 2  # once per pause, not once per key
+
+    # Typed while the reply streams: nothing is prepared until it ends, then the draft with it.
+    fake_engine.words = [f" w{i}" for i in range(40)]
+    fake_engine.delay = 0.01
+    page.send()
+    qtbot.keyClicks(page.input, "and then")
+    qtbot.waitUntil(lambda: page._stream is None, timeout=5000)
+    qtbot.waitUntil(lambda: len(fake_engine.prepared) >= 3)
+    reply = "".join(fake_engine.words)
+    assert all(
+        p[-2:] == [{"role": "assistant", "content": reply}, {"role": "user", "content": "and then"}]
+        for p in fake_engine.prepared[2:]
+    )
 
 
 def test_stop_mid_reply(qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine) -> None:

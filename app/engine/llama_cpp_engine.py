@@ -112,9 +112,12 @@ def _shared_prefix(a: bytes, b: bytes) -> int:
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
     n = min(len(a), len(b))
+    if a[:n] == b[:n]:  # the usual case (a follow-up), compared in C
+        return n
     i = 0
-    while i < n and a[i] == b[i]:
+    while a[i] == b[i]:
         i += 1
     return i
 
@@ -404,7 +407,7 @@ class LlamaCppEngine:
         cut, reuse = self._reusable(data)
         if reuse:
             rest = data[cut:]
-            tail = self._tokenize(rest, add_bos=False)
+            tail = self._tokenize(rest, add_bos=False) if rest else []
             # The tail must be what tokenizing the whole prompt would give after the cut: it is
             # when its pieces spell it exactly (byte-level BPE), or when it starts with a special
             # token, because llama.cpp splits text at special tokens before tokenizing the pieces
@@ -467,11 +470,16 @@ class LlamaCppEngine:
                 f"context holds {self._n_ctx}). Shorten it, or raise the context length in "
                 "Settings."
             )
-        self._known = list(tokens)
+        self._remember_prompt(data, tokens, reused)
         self._prompt_length = len(tokens)
-        self._spelled = [data]
-        self._marks = [m for m in self._marks if m[1] <= reused] + [(len(data), len(tokens))]
         return tokens, dropped
+
+    def _remember_prompt(self, data: bytes, tokens: list[int], reused: int) -> None:
+        """Keep a prompt's tokens for the next one to start from (see _prompt_to_tokens)."""
+        self._known = list(tokens)
+        self._spelled = [data]
+        del self._marks[bisect.bisect_right(self._marks, reused, key=lambda m: m[1]) :]
+        self._marks.append((len(data), len(tokens)))
 
     # generation
 
@@ -639,9 +647,14 @@ class LlamaCppEngine:
         return len(tokens) * 4 <= self._n_ctx * 3
 
     def _prompt_ahead(self, messages: list[ChatMessage]) -> list[int]:
-        """The prompt's tokens for replying to ``messages`` (empty when it may be cut)."""
-        tokens, _ = self._prompt_to_tokens(self.format_prompt(messages).encode("utf-8"))
-        return tokens if self._fits_whole(tokens) else []
+        """The prompt's tokens for replying to ``messages`` (empty when it may be cut). They are
+        kept like a sent prompt's, so a ``chat`` with these messages need not tokenize again."""
+        data = self.format_prompt(messages).encode("utf-8")
+        tokens, reused = self._prompt_to_tokens(data)
+        if not self._fits_whole(tokens):
+            return []
+        self._remember_prompt(data, tokens, reused)
+        return tokens
 
     def _next_turn_start(self, messages: list[ChatMessage]) -> list[int]:
         """The tokens of the next prompt up to where the next user message's text goes."""

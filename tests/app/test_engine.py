@@ -276,7 +276,9 @@ def _next_token_logits(e: LlamaCppEngine) -> list[float]:
     return list(lib.llama_get_logits_ith(e._ctx, -1)[: lib.llama_vocab_n_tokens(e._vocab)])
 
 
-def test_prepared_draft_lets_the_reply_start_without_evaluating(engine: LlamaCppEngine) -> None:
+def test_prepared_draft_lets_the_reply_start_without_evaluating(
+    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     history = [{"role": "user", "content": "hello"}]
     first = engine.chat(history, Sampling(max_tokens=6, seed=1), threading.Event())  # type: ignore[arg-type]
     history.append({"role": "assistant", "content": "".join(first)})
@@ -289,8 +291,12 @@ def test_prepared_draft_lets_the_reply_start_without_evaluating(engine: LlamaCpp
     logits = _next_token_logits(engine)
 
     greedy = Sampling(temperature=0, max_tokens=3)
+    tokenized: list[bytes] = []
+    tokenize = engine._tokenize
+    monkeypatch.setattr(engine, "_tokenize", lambda d, **k: tokenized.append(d) or tokenize(d, **k))
     reply = engine.chat(draft, greedy, threading.Event())  # type: ignore[arg-type]
     list(reply)
+    assert tokenized == []  # nor tokenizing: the prepared prompt's tokens were kept
     assert reply.stats.prompt_tokens == len(prompt)
     assert reply.stats.prompt_tokens_evaluated == 0
     assert engine._cached[: len(prompt)] == prompt

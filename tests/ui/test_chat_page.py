@@ -8,6 +8,7 @@ from pytestqt.qtbot import QtBot
 from app.chats.store import ChatStore
 from tests.ui.conftest import FakeEngine
 from ui.chat_page import TYPING_PAUSE_MS
+from ui.chat_view import _duration
 from ui.main_window import MainWindow
 
 
@@ -38,6 +39,7 @@ def test_send_streams_reply_and_saves_it(
     assert "bold" in widgets[1].text.toHtml()
     assert "font-weight" in widgets[1].text.toHtml()
     assert "tokens/s" in widgets[1].footer.text()
+    assert "ms to first token" in widgets[1].footer.text()  # the fake engine is quick
     assert fake_engine.calls[-1] == [{"role": "user", "content": "Hi there"}]
     assert page.conversation is not None
     saved = window.store.messages(page.conversation.id)
@@ -288,3 +290,13 @@ def test_streaming_reply_is_saved_while_it_streams(
     with qtbot.waitSignal(window.engine.reply_finished, timeout=10_000):
         page.stop()
     reader.close()
+
+
+def test_times_in_the_footer_read_naturally() -> None:
+    assert [_duration(s) for s in (0.0004, 0.0123, 0.42, 3.5, 12.54)] == [
+        "1 ms",
+        "12 ms",
+        "0.42 s",
+        "3.50 s",
+        "12.5 s",
+    ]

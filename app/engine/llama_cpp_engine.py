@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -211,6 +211,9 @@ class LlamaCppEngine:
         self._spelled: list[bytes] = []
         self._marks: list[tuple[int, int]] = []
         self._prompt_length = 0  # of the last prompt, whose reply follows it in the cache
+        # The last conversation formatted and its text: a chat sending what was prepared while
+        # the user typed does not render the template again.
+        self._formatted: tuple[list[ChatMessage], str] | None = None
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self._add_bos = False
@@ -357,6 +360,7 @@ class LlamaCppEngine:
         if self._model is not None:
             llama().llama_model_free(self._model)
         self._model = self._ctx = self._vocab = self._formatter = self._cparams = None
+        self._formatted = None
         self._ctx_size = 0
         self._loaded = None
         self._cached = []
@@ -441,10 +445,13 @@ class LlamaCppEngine:
     def format_prompt(self, messages: list[ChatMessage]) -> str:
         if self._formatter is None:
             raise EngineError("No model is loaded.")
+        if self._formatted is not None and self._formatted[0] == messages:
+            return self._formatted[1]
         try:
             prompt: str = self._formatter(messages=messages).prompt
         except Exception as e:
             raise EngineError(f"The model's chat template rejected the conversation: {e}") from None
+        self._formatted = ([cast(ChatMessage, dict(m)) for m in messages], prompt)
         return prompt
 
     def prompt_tokens(self, messages: list[ChatMessage], reserve: int) -> tuple[list[int], int]:

@@ -294,9 +294,14 @@ def test_prepared_draft_lets_the_reply_start_without_evaluating(
     tokenized: list[bytes] = []
     tokenize = engine._tokenize
     monkeypatch.setattr(engine, "_tokenize", lambda d, **k: tokenized.append(d) or tokenize(d, **k))
+    rendered: list[object] = []
+    formatter = engine._formatter
+    monkeypatch.setattr(engine, "_formatter", lambda **k: rendered.append(k) or formatter(**k))
     reply = engine.chat(draft, greedy, threading.Event())  # type: ignore[arg-type]
     list(reply)
-    assert tokenized == []  # nor tokenizing: the prepared prompt's tokens were kept
+    # Nor formatting or tokenizing: the prepared prompt's text and tokens were kept.
+    assert rendered == []
+    assert tokenized == []
     assert reply.stats.prompt_tokens == len(prompt)
     assert reply.stats.prompt_tokens_evaluated == 0
     assert engine._cached[: len(prompt)] == prompt

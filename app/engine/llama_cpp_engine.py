@@ -718,6 +718,7 @@ class LlamaCppEngine:
         spelled_bytes = sum(len(b) for b in spelled)
         ctx_size = self._ctx_size
         failed = False
+        self._logits_at = -1  # decoding below; said again when the reply ends
         try:
             while True:
                 token = pick(ctx)

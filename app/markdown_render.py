@@ -68,7 +68,8 @@ class MarkdownRenderer:
         )
 
     def render(self, text: str) -> str:
-        return str(self._parser().render(text))
+        # Without the final line break, which Qt would read as a space ending the last paragraph.
+        return str(self._parser().render(text)).rstrip("\n")
 
 
 @lru_cache(maxsize=64)
@@ -108,6 +109,45 @@ def stable_prefix_end(text: str, minimum: int) -> int:
         previous_blank = not stripped
         pos += len(line)
     return cut
+
+
+# What text may add to a paragraph without Markdown reading any of it as markup (on one line).
+_PLAIN_PUNCTUATION = frozenset(" ,.!?'\"-:;/%$=+’‘“”—–…")
+# In the paragraph being added to, signs of markup whose meaning more text could change (tables,
+# entities, escapes, links and their definitions) or that a plain text insertion would not follow.
+_NOT_PLAIN_PARAGRAPH = frozenset("|&\\[]<")
+# List item and block quote marks, which may come before a paragraph's first word on its line.
+_CONTAINER_MARKS = re.compile(r"(?:(?:[-*+]|\d{1,9}[.)]) +|> ?)*")
+
+
+def extends_paragraph(source: str, added: str) -> bool:
+    """Whether Markdown ``source + added`` renders as ``source`` does with ``added`` appended as
+    plain text to its last paragraph, so that a view streaming a reply may append it as it is.
+
+    True when ``added`` is words and plain punctuation without a line break, a double space or a
+    final space (all three show differently when rendered), and ``source`` ends in ordinary
+    paragraph text: its last line starts with a letter (after any list item or block quote
+    marks), outside a code fence; its last paragraph holds no table, entity, escape or link that
+    ``added`` could complete; and it does not end in whitespace (trimmed when rendered) or an
+    emphasis or code delimiter (the next character decides what that pairs with).
+    """
+    if not added or not source or "  " in added or added[-1].isspace():
+        return False
+    if source[-1].isspace() or source[-1] in "*_~`":
+        return False
+    if not all(c.isalnum() or c in _PLAIN_PUNCTUATION for c in added):
+        return False
+    line = source[source.rfind("\n") + 1 :]
+    if not line[_CONTAINER_MARKS.match(line).end() :][:1].isalpha():  # type: ignore[union-attr]
+        return False
+    if not _NOT_PLAIN_PARAGRAPH.isdisjoint(source[source.rfind("\n\n") + 1 :]):
+        return False
+    in_fence = False
+    if "```" in source or "~~~" in source:
+        for line in source.splitlines():
+            if line.lstrip().startswith(("```", "~~~")):
+                in_fence = not in_fence
+    return not in_fence
 
 
 def plain_to_html(text: str) -> str:

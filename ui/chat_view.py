@@ -10,7 +10,7 @@ import html
 from typing import Any
 
 from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -24,7 +24,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.markdown_render import MarkdownRenderer, plain_to_html, stable_prefix_end
+from app.markdown_render import (
+    MarkdownRenderer,
+    extends_paragraph,
+    plain_to_html,
+    stable_prefix_end,
+)
 from ui.item_models import MessageListModel, MessageRole
 
 PAGE = 60  # messages shown at first; more on demand
@@ -108,7 +113,8 @@ class MessageWidget(QFrame):
         layout.addWidget(self.footer)
 
     def set_content(self, content: str, streaming: bool = False) -> None:
-        if self._shown == (content, streaming):
+        previous = self._shown
+        if previous == (content, streaming):
             return
         self._shown = (content, streaming)
         if self.role == "user":
@@ -122,6 +128,15 @@ class MessageWidget(QFrame):
             self.text.setHtml("<p style='color:gray'>…</p>")
             return
         tail = content[len(self._frozen_source) :]
+        if streaming and previous is not None and previous[1] and content.startswith(previous[0]):
+            added = content[len(previous[0]) :]
+            if extends_paragraph(tail[: len(tail) - len(added)], added):
+                # Words that only lengthen the last paragraph: appended, not rendered again (an
+                # update then costs what Qt's layout and painting of the new words cost).
+                cursor = QTextCursor(self.text.document())
+                cursor.movePosition(QTextCursor.MoveOperation.End)
+                cursor.insertText(added, cursor.blockCharFormat())
+                return
         if not streaming:
             if self._frozen and len(content) <= MERGE_LIMIT:
                 # One document again, so that a selection can span the whole reply. Longer

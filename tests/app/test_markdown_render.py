@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from app.markdown_render import MarkdownRenderer, plain_to_html
+import pytest
+
+from app.markdown_render import MarkdownRenderer, extends_paragraph, plain_to_html
 
 
 def test_markdown_basics_and_code() -> None:
@@ -28,3 +30,50 @@ def test_unknown_language_is_plain() -> None:
 
 def test_plain_user_text() -> None:
     assert plain_to_html("a < b\nc") == "<p>a &lt; b<br>c</p>"
+
+
+@pytest.mark.parametrize(
+    ("source", "added"),
+    [
+        ("Lighthouses guide ships", " at night."),
+        ("A keeper's work was", ' hard, and "lonely" - 10% of 3.5 days/week: $5+x=y.'),
+        ("- an item that goes", " on"),
+        ("1. First, then", " more"),
+        ("> - quoted item", " goes on"),
+        ("- item\nlazy continuation", " goes on"),
+        ("```\ncode\n```\nAfter the code", " words"),
+        ("Some **bold** then", " words"),
+        ("Über", "größe"),
+    ],
+)
+def test_words_that_only_lengthen_the_last_paragraph(source: str, added: str) -> None:
+    assert extends_paragraph(source, added)
+
+
+@pytest.mark.parametrize(
+    ("source", "added"),
+    [
+        ("Hello", " world\nNext line"),  # a line break
+        ("Hello", " wide  gap"),  # two spaces show as one when rendered
+        ("Hello", " world "),  # a final space is trimmed when rendered
+        ("Hello ", "world"),
+        ("Hello", " *world"),  # markup in what is added
+        ("Hello", " [link"),
+        ("Hello", " `code"),
+        ("1", ". Item"),  # a line that does not start with a letter
+        ("# Title", " more"),
+        ("> - - -", " more"),  # a thematic break, not words
+        ("    indented code", " more"),
+        ("```\ncode", " more"),  # inside a code fence
+        ("| a | b |\n|---|---|\nbar", " baz"),  # a table row without pipes
+        ("Tom &amp", ";"),  # an entity the addition would complete
+        ("escaped \\", ","),
+        ("[foo]: /url 'title\ngoes", " on"),  # a link definition's title
+        ("Some **bold**", " words"),  # the next character decides what the delimiters pair with
+        ("", "words"),
+    ],
+)
+def test_anything_markdown_could_read_differently_is_rendered_again(
+    source: str, added: str
+) -> None:
+    assert not extends_paragraph(source, added)

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 FLUSH_MS = 1000  # a streaming reply is saved at least this often
 # New text shown per event-loop pass: a burst (a very fast engine, a long stall) is revealed over a
 # few frames instead of freezing one; at normal speeds every delta is shown as it comes.
-REVEAL_CHARS = 600
+REVEAL_CHARS = 400
 # A pause in typing this long has the engine evaluate the message so far (with the prompt around
 # it), so that the reply starts as soon as it is sent; shorter than most pauses before Enter,
 # longer than the gaps between keys while typing on.

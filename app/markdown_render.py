@@ -19,9 +19,17 @@ def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> 
     return f'<a href="{src}">[image: {alt}]</a>'
 
 
+def warm_up() -> None:
+    """Import what rendering needs (markdown-it-py, Pygments: ~0.1 s), e.g. on a helper thread
+    once the window is shown, so that the first reply's first words do not wait for it."""
+    import markdown_it  # noqa: F401
+    import pygments.formatters.html
+    import pygments.lexers  # noqa: F401
+
+
 class MarkdownRenderer:
-    """markdown-it-py and Pygments are imported at the first render (~0.1 s the window's start
-    does not wait for)."""
+    """markdown-it-py and Pygments are imported at the first render unless ``warm_up`` has
+    imported them (~0.1 s the window's start does not wait for)."""
 
     def __init__(self, dark: bool = False) -> None:
         self.dark = dark

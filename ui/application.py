@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -12,12 +14,18 @@ from app import __version__
 from app.chats.store import ChatStore
 from app.context import AppContext
 from app.logs import setup_logging
+from app.markdown_render import warm_up
 from resources import RESOURCES
 from ui.engine_controller import EngineController
 from ui.main_window import MainWindow
 from ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
+WARM_UP_AFTER_MS = 500
+
+
+def _warm_up_rendering() -> None:
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 
 
 def create_engine():  # type: ignore[no-untyped-def]
@@ -47,6 +55,8 @@ def run(argv: list[str] | None = None) -> int:
     engine = EngineController(create_engine)
     window = MainWindow(ctx, store, engine)
     window.show()
+    # Once the window has been painted, import what the first reply's rendering needs.
+    QTimer.singleShot(WARM_UP_AFTER_MS, _warm_up_rendering)
     try:
         return app.exec()
     finally:

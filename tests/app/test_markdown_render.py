@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from app.markdown_render import MarkdownRenderer, extends_paragraph, plain_to_html
@@ -77,3 +81,15 @@ def test_anything_markdown_could_read_differently_is_rendered_again(
     source: str, added: str
 ) -> None:
     assert not extends_paragraph(source, added)
+
+
+def test_warm_up_imports_what_rendering_needs() -> None:
+    code = (
+        "import sys\n"
+        "from app.markdown_render import warm_up\n"
+        "needed = {'markdown_it', 'pygments.lexers', 'pygments.formatters.html'}\n"
+        "assert not needed & set(sys.modules)\n"
+        "warm_up()\n"
+        "assert needed <= set(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

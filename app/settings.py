@@ -64,6 +64,8 @@ class Settings:
     flash_attention: FlashAttention = "auto"
     chat_template_override: str = ""  # empty: the model's own template from its GGUF metadata
     default_system_prompt: str = ""
+    # At a pause in typing, the model reads the message so far, so that its reply starts at once.
+    read_while_typing: bool = True
     sampling: Sampling = field(default_factory=Sampling)
     theme: Theme = "system"
     last_model: str = ""

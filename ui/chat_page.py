@@ -277,7 +277,7 @@ class ChatPage(QWidget):
                 items = [finished if m.id == finished.id else m for m in items]
             history = engine_messages(self.conversation, items)
         draft = self.input.toPlainText().strip()  # as send() will send it
-        if draft:
+        if draft and self.ctx.settings.read_while_typing:
             history.append({"role": "user", "content": draft})
         self.engine.prepare(history)
 

@@ -160,6 +160,15 @@ class SettingsPage(QScrollArea):
         gf.addRow("Max reply tokens", self.max_tokens)
         gf.addRow("Seed", self.seed)
         gf.addRow("System prompt", self.system_prompt)
+        self.read_while_typing = QCheckBox(
+            "Read my message while I type, so that the reply starts at once"
+        )
+        self.read_while_typing.setChecked(settings.read_while_typing)
+        self.read_while_typing.setToolTip(
+            "At each pause in typing the model reads what you have written so far, on this "
+            "computer. Turn it off to keep the processor idle until you send."
+        )
+        gf.addRow(self.read_while_typing)
         layout.addWidget(gen_box)
 
         # Hugging Face
@@ -216,6 +225,12 @@ class SettingsPage(QScrollArea):
         self.system_prompt.textChanged.connect(self._sampling_changed)
         self.theme.currentIndexChanged.connect(self._theme_changed)
         self.offline.toggled.connect(self._offline_changed)
+        self.read_while_typing.toggled.connect(self._read_while_typing_changed)
+
+    @Slot(bool)
+    def _read_while_typing_changed(self, value: bool) -> None:
+        self.settings.read_while_typing = value
+        self.changed.emit()
 
     @Slot(bool)
     def _offline_changed(self, value: bool) -> None:

@@ -113,6 +113,17 @@ def test_a_pause_in_typing_has_the_engine_prepare_the_message_so_far(
     )
 
 
+def test_reading_while_typing_can_be_turned_off(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    qtbot.waitUntil(lambda: bool(fake_engine.prepared))  # the model loaded
+    window.settings_page.read_while_typing.setChecked(False)
+    qtbot.keyClicks(window.chat_page.input, "the fire ")
+    qtbot.wait(2 * TYPING_PAUSE_MS)
+    # What precedes the next message may still be prepared; the draft is not read.
+    assert all(not p or p[-1]["role"] != "user" for p in fake_engine.prepared)
+
+
 def test_stop_mid_reply(qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine) -> None:
     fake_engine.words = [f" w{i}" for i in range(200)]
     fake_engine.delay = 0.01

@@ -74,7 +74,9 @@ def test_settings_page_saves(qtbot: QtBot, window: MainWindow) -> None:
     page.temperature.setValue(0.3)
     page.theme.setCurrentIndex(page.theme.findData("dark"))
     page.template.setCurrentIndex(page.template.findData("chatml"))
+    page.read_while_typing.setChecked(False)
     saved = json.loads(window.ctx.paths.settings_file.read_text())
+    assert saved["read_while_typing"] is False
     assert saved["context_length"] == 8192
     assert saved["sampling"]["temperature"] == pytest.approx(0.3)
     assert saved["theme"] == "dark"

@@ -7,6 +7,7 @@ a reply never fetches anything.
 from __future__ import annotations
 
 import html
+import importlib
 import re
 from functools import lru_cache
 from typing import Any
@@ -22,9 +23,8 @@ def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> 
 def warm_up() -> None:
     """Import what rendering needs (markdown-it-py, Pygments: ~0.1 s), e.g. on a helper thread
     once the window is shown, so that the first reply's first words do not wait for it."""
-    import markdown_it  # noqa: F401
-    import pygments.formatters.html
-    import pygments.lexers  # noqa: F401
+    for name in ("markdown_it", "pygments.formatters.html", "pygments.lexers"):
+        importlib.import_module(name)
 
 
 class MarkdownRenderer:
@@ -146,14 +146,15 @@ def extends_paragraph(source: str, added: str) -> bool:
     if not all(c.isalnum() or c in _PLAIN_PUNCTUATION for c in added):
         return False
     line = source[source.rfind("\n") + 1 :]
-    if not line[_CONTAINER_MARKS.match(line).end() :][:1].isalpha():  # type: ignore[union-attr]
+    marks = _CONTAINER_MARKS.match(line)  # always matches, if only the empty string
+    if marks is None or not line[marks.end() :][:1].isalpha():
         return False
     if not _NOT_PLAIN_PARAGRAPH.isdisjoint(source[source.rfind("\n\n") + 1 :]):
         return False
     in_fence = False
     if "```" in source or "~~~" in source:
-        for line in source.splitlines():
-            if line.lstrip().startswith(("```", "~~~")):
+        for row in source.splitlines():
+            if row.lstrip().startswith(("```", "~~~")):
                 in_fence = not in_fence
     return not in_fence
 

@@ -32,6 +32,7 @@ from bench._common import (
 
 if TYPE_CHECKING:
     from app.engine.llama_cpp_engine import LlamaCppEngine
+    from app.engine.types import ChatMessage
     from app.settings import Sampling
 
 TURNS = [1, 5, 10, 20]
@@ -48,20 +49,20 @@ def conversation(
     """One 20-turn conversation sent the given way: (ttft, prompt tokens, evaluated) per turn."""
     # Warm up on another conversation so turn 1 is not a cold first decode.
     list(engine.chat([{"role": "user", "content": "Hello!"}], sampling, threading.Event()))
-    history: list[dict[str, str]] = []
+    history: list[ChatMessage] = []
     engine.prepare([])  # a new chat: what precedes its first message
     out: dict[int, tuple[float, int, int]] = {}
     for turn in range(1, max(TURNS) + 1):
         message = question(turn)
         if way == "typed":
             so_far = message.rsplit(" ", 1)[0]
-            engine.prepare([*history, {"role": "user", "content": so_far}])  # type: ignore[list-item]
+            engine.prepare([*history, {"role": "user", "content": so_far}])
         elif way == "paused":
-            engine.prepare([*history, {"role": "user", "content": message}])  # type: ignore[list-item]
+            engine.prepare([*history, {"role": "user", "content": message}])
         history.append({"role": "user", "content": message})
-        reply = engine.chat(history, sampling, threading.Event())  # type: ignore[arg-type]
+        reply = engine.chat(history, sampling, threading.Event())
         history.append({"role": "assistant", "content": "".join(reply)})
-        engine.prepare(history)  # type: ignore[arg-type]  # while the user reads the reply
+        engine.prepare(history)  # while the user reads the reply
         s = reply.stats
         if turn in TURNS:
             out[turn] = (s.time_to_first_token, s.prompt_tokens, s.prompt_tokens_evaluated)

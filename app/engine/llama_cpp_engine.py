@@ -631,13 +631,11 @@ class LlamaCppEngine:
                 return 0
             if len(tokens) - keep > PREPARE_LIMIT:
                 return 0
-        elif keep == len(tokens) and self._logits_at != keep:
-            keep -= 1  # everything is there but the last token's logits: evaluate it again
+            if keep == len(tokens):
+                return 0
+        keep = self._keep_prefix(tokens, NEXT_TURN_ROOM)
         if keep == len(tokens):
             return 0
-        if keep < len(self._cached):
-            keep = self._trim_cache(keep)
-        self._make_room(min(len(tokens) + NEXT_TURN_ROOM, self._n_ctx))
         started = time.perf_counter()
         done = self._evaluate(tokens[keep:], stop)
         log.debug(
@@ -647,6 +645,19 @@ class LlamaCppEngine:
             "" if done else " (stopped)",
         )
         return len(self._cached) - keep
+
+    def _keep_prefix(self, tokens: list[int], room: int) -> int:
+        """Keep what the KV cache shares with ``tokens`` (dropping the rest), make room for them
+        and ``room`` more, and return how many are kept. When all of them are, the last one is
+        evaluated again unless the context's logits are its: the next token is sampled from them.
+        """
+        keep = _common_prefix(self._cached, tokens)
+        if keep < len(self._cached):
+            keep = self._trim_cache(keep)
+        self._make_room(min(len(tokens) + room, self._n_ctx))  # a new context computed nothing
+        if keep == len(tokens) and self._logits_at != keep:
+            keep = self._trim_cache(keep - 1)
+        return keep
 
     def _fits_whole(self, tokens: list[int]) -> bool:
         """Whether a prompt this long is sent whole: one longer may leave out early turns to make
@@ -689,16 +700,9 @@ class LlamaCppEngine:
         tokens, stats.messages_dropped = self.prompt_tokens(messages, reserve)
         stats.prompt_tokens = len(tokens)
 
-        # Keep the shared prefix in the KV cache.
-        keep = _common_prefix(self._cached, tokens)
-        if keep < len(self._cached):
-            keep = self._trim_cache(keep)
-        # Room for the prompt and a few tokens (the reply grows the context as it goes).
-        self._make_room(min(len(tokens) + REPLY_ROOM, self._n_ctx))
-        if keep == len(tokens) and self._logits_at != keep:
-            # The whole prompt is cached (prepared while the user typed) but the logits to sample
-            # from are not those of its last token: evaluate that token again.
-            keep = self._trim_cache(keep - 1)
+        # Room for the prompt and a few tokens (the reply grows the context as it goes). A prompt
+        # prepared while the user typed is all there, its last token's logits too.
+        keep = self._keep_prefix(tokens, REPLY_ROOM)
         stats.prompt_tokens_evaluated = len(tokens) - keep
         if not self._evaluate(tokens[keep:], cancel.is_set):
             stats.stop_reason = "cancelled"
@@ -717,8 +721,7 @@ class LlamaCppEngine:
         cached, known, spelled, marks = self._cached, self._known, self._spelled, self._marks
         spelled_bytes = sum(len(b) for b in spelled)
         ctx_size = self._ctx_size
-        failed = False
-        self._logits_at = -1  # decoding below; said again when the reply ends
+        self._logits_at = -1  # decoding below; said again when the reply ends as it should
         try:
             while True:
                 token = pick(ctx)
@@ -751,16 +754,15 @@ class LlamaCppEngine:
                 one[0] = token
                 rc = decode(ctx, batch_one(one, 1))
                 if rc != 0:
-                    failed = True
                     raise EngineError(f"llama.cpp failed while generating (error {rc}).")
                 cached.append(token)
+            # The loop stops before decoding its last pick: the logits are the last cached token's.
+            self._logits_at = len(self._cached)
             tail = decoder.decode(b"", final=True)
             if tail:
                 yield tail
         finally:
             picker.close()
-            # The loop stops before decoding its last pick: the logits are the last cached token's.
-            self._logits_at = -1 if failed else len(self._cached)
             stats.generated_tokens = generated
             if generated:
                 stats.generation_seconds = time.perf_counter() - first_at

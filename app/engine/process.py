@@ -236,7 +236,8 @@ class ProcessEngine:
             cancel.set()
 
     def prepare(self, messages: list[ChatMessage]) -> None:
-        """Ask the engine process to evaluate the next prompt's start; returns at once."""
+        """Ask the engine process to evaluate ahead what the next chat needs (see
+        ``LlamaCppEngine.prepare``); returns at once, nothing is answered."""
         if self._loaded is None or self._conn is None or not self._proc.is_alive():
             return
         with contextlib.suppress(OSError):  # a crash shows with the next real command

@@ -49,6 +49,11 @@ class Paths:
         return self.cache_dir / "gguf-headers.json"
 
     @property
+    def safe_mode_file(self) -> Path:
+        """Processors (with a llama.cpp build) on which llama.cpp's fast CPU kernels crashed."""
+        return self.data_dir / "safe-cpu-mode.json"
+
+    @property
     def log_file(self) -> Path:
         return self.log_dir / "hearth.log"
 

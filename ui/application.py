@@ -31,10 +31,10 @@ def _warm_up_rendering() -> None:
 def create_engine():  # type: ignore[no-untyped-def]
     # llama.cpp runs on the main thread of its own process (faster there, and a native crash
     # cannot take the window down); the process starts on the engine thread's first use.
-    from app.engine.process import ProcessEngine
+    from app.engine.process import local_engine
     from app.paths import get_paths
 
-    return ProcessEngine(log_file=str(get_paths().engine_log_file))
+    return local_engine(get_paths())
 
 
 def run(argv: list[str] | None = None) -> int:

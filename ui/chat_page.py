@@ -221,6 +221,8 @@ class ChatPage(QWidget):
         text = f"Ready · context {info.context_length:,} tokens"
         if info.gpu_layers:
             text += f" · {info.gpu_layers} layers on GPU"
+        if info.safe_cpu:
+            text += " · safe CPU mode"
         if info.notice:
             text += f"<br><span style='color:#c08000'>{html.escape(info.notice)}</span>"
         self.status.setText(text)

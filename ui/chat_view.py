@@ -199,8 +199,12 @@ class MessageWidget(QFrame):
                 parts.append("reached the reply length limit")
             elif stats.get("stop_reason") == "context_full":
                 parts.append("the context is full")
-        self.footer.setText("  ·  ".join(parts))
-        self.footer.setVisible(bool(parts))
+        text = "  ·  ".join(parts)
+        if stats and stats.get("notice"):
+            notice = html.escape(str(stats["notice"]))
+            text += ("<br>" if text else "") + f"<span style='color:#c08000'>Note: {notice}</span>"
+        self.footer.setText(text)
+        self.footer.setVisible(bool(text))
 
 
 def palette_is_dark(widget: QWidget) -> bool:

@@ -16,6 +16,8 @@ import codecs
 import contextlib
 import ctypes
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -59,6 +61,20 @@ NEXT_TURN_ROOM = 128
 PENALTY_LAST_N = 64  # the repeat penalty looks back this many generated tokens
 PREPARE_LIMIT = 512  # prepare() evaluates at most this many tokens ahead
 PROBE = "Hello"  # the next user message, as prepare() imagines its start
+
+
+# Fault injection for tests and benchmarks, the way llama.cpp's AMX kernels crash in some VMs:
+# SIGILL "evaluate" (at the first batch of more than one token) or "load", outside safe CPU mode;
+# with ":always", in safe mode too, as a build for another processor would.
+_INJECTED_FAULT = os.environ.get("HEARTH_INJECT_CPU_FAULT", "")
+
+
+def _inject_fault(where: str, safe_cpu: bool) -> None:
+    place, _, when = _INJECTED_FAULT.partition(":")
+    if place == where and (when == "always" or not safe_cpu):
+        log.warning("injecting an illegal-instruction fault (HEARTH_INJECT_CPU_FAULT)")
+        logging.shutdown()
+        signal.raise_signal(signal.SIGILL)
 
 
 def llama() -> ModuleType:
@@ -221,6 +237,7 @@ class LlamaCppEngine:
         self._bos_text = ""
         self._stop: Callable[[], bool] | None = None
         self._abort_callback: Any = None
+        self._safe_cpu = False
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -244,6 +261,11 @@ class LlamaCppEngine:
 
         mparams = lib.llama_model_default_params()
         mparams.n_gpu_layers = layers
+        # Safe CPU mode: the plain CPU kernels only (see app/engine/cpu_safety.py).
+        mparams.use_extra_bufts = not params.safe_cpu
+        self._safe_cpu = params.safe_cpu
+        if _INJECTED_FAULT:
+            _inject_fault("load", params.safe_cpu)
         if cancel is not None:
 
             def on_progress(_progress: float, _user: Any) -> bool:
@@ -339,6 +361,7 @@ class LlamaCppEngine:
             template_name=template_name,
             gpu_layers=layers,
             notice=notice,
+            safe_cpu=params.safe_cpu,
         )
         log.info(
             "loaded %s in %.2fs: n_ctx=%d threads=%d gpu_layers=%d flash_attn=%s template=%s (%s)",
@@ -506,6 +529,8 @@ class LlamaCppEngine:
                 if stop():
                     return False
                 chunk = tokens[start : start + self._n_batch]
+                if _INJECTED_FAULT and len(chunk) > 1:
+                    _inject_fault("evaluate", self._safe_cpu)
                 arr = (lib.llama_token * len(chunk))(*chunk)
                 rc = lib.llama_decode(self._ctx, lib.llama_batch_get_one(arr, len(chunk)))
                 if rc != 0:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import signal
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import fields
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import fields, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from app.engine.cpu_safety import DOES_NOT_FIT, SAFE_MODE_NOTICE, SafeModeMemory, is_cpu_fault
 from app.engine.types import (
     ChatMessage,
     EngineError,
@@ -29,6 +32,7 @@ from app.engine.types import (
     Reply,
     coalesce,
 )
+from app.paths import Paths
 from app.settings import Sampling
 
 log = logging.getLogger(__name__)
@@ -39,10 +43,17 @@ POLL_SECONDS = 0.1
 CRASHED = (
     "The engine stopped unexpectedly (a crash in llama.cpp); it restarts with your next message."
 )
+CRASHED_SWITCHING = (
+    "The engine stopped unexpectedly (llama.cpp's CPU kernels crashed on this processor); it "
+    "restarts in safe CPU mode with your next message."
+)
+ABANDON_SECONDS = 5  # how long a reply nobody reads may take to stop before its process is ended
 
 
 def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
     """The child's main loop: one command at a time, replies on the same pipe."""
+    # Ctrl+C in a terminal reaches the whole process group; the parent decides what it stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log_file:
         from pathlib import Path
 
@@ -129,16 +140,39 @@ def _stream_reply(conn: Connection, reply: Reply) -> None:
     conn.send(("done", reply.stats))
 
 
+class _EngineDied(Exception):
+    """The engine process ended while a command was under way."""
+
+    def __init__(self, exitcode: int | None) -> None:
+        super().__init__(exitcode)
+        self.exitcode = exitcode
+
+
 class ProcessEngine:
-    def __init__(self, log_file: str | None = None) -> None:
+    """The engine in a child process; survives the child's crashes.
+
+    When the child dies from a fault of llama.cpp's CPU kernels (an illegal instruction, say),
+    the model is loaded again in safe CPU mode and the request retried once; if that works, the
+    choice is remembered in ``safe_mode`` for this processor and llama.cpp build and the user is
+    told once (``LoadedModel.notice`` or ``GenerationStats.notice``).
+    """
+
+    def __init__(
+        self, log_file: str | None = None, safe_mode: SafeModeMemory | None = None
+    ) -> None:
         self._ctx = mp.get_context("spawn")  # no forked Qt or llama.cpp state in the child
         self._log_file = log_file
+        self._safe_mode = safe_mode
         self._proc: Any = None
         self._conn: Connection | None = None
         self._cancel: Any = None
         self._loaded: LoadedModel | None = None
         self._last_load: tuple[str, LoadParams] | None = None
         self._reload_after_crash = False
+        # Safe CPU mode for the next load: engaged after a fault in the middle of a reply, and
+        # remembered once a reply in it works.
+        self._safe_pending = False
+        self._notice_due = ""  # the safe-mode notice, until a reply or load has carried it
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -174,32 +208,83 @@ class ProcessEngine:
         message: tuple[Any, ...] = conn.recv()
         return message
 
-    def _crashed(self) -> EngineError:
-        log.error(
-            "the engine process ended (exit code %s)", self._proc.exitcode if self._proc else None
-        )
+    def _died(self) -> _EngineDied:
+        """Forget the dead process and say how it ended."""
+        exitcode = None
+        if self._proc is not None:
+            self._proc.join(2)  # the pipe closes a moment before the exit status is known
+            exitcode = self._proc.exitcode
+        log.error("the engine process ended (exit code %s)", exitcode)
         self._proc = None
         self._loaded = None
         self._reload_after_crash = self._last_load is not None
-        return EngineError(CRASHED)
+        return _EngineDied(exitcode)
 
-    def load(
-        self, path: str, params: LoadParams, cancel: threading.Event | None = None
+    def _wants_safe(self, params: LoadParams) -> bool:
+        return (
+            params.safe_cpu
+            or self._safe_pending
+            or (self._safe_mode is not None and self._safe_mode.needed())
+        )
+
+    def _engage_safe_mode(self, exitcode: int | None) -> None:
+        """Safe CPU mode worked where the fast kernels crashed: keep it, and say so once."""
+        self._safe_pending = False
+        self._notice_due = SAFE_MODE_NOTICE
+        if self._safe_mode is not None:
+            self._safe_mode.remember(f"the engine process died with exit code {exitcode}")
+
+    def _crash_message(self, died: _EngineDied, safe: bool) -> str:
+        if safe and is_cpu_fault(died.exitcode):
+            return DOES_NOT_FIT
+        return CRASHED
+
+    def _load_once(
+        self, path: str, params: LoadParams, cancel: threading.Event | None
     ) -> LoadedModel:
         conn = self._ensure()
         self._cancel.clear()
         try:
             conn.send(("load", path, params))
             kind, *rest = self._receive(cancel)
-        except (EOFError, OSError, BrokenPipeError):
-            raise self._crashed() from None
+        except (EOFError, OSError):
+            raise self._died() from None
         if kind == "error":
             self._loaded = None
             raise EngineError(rest[0])
         self._loaded = rest[0]
-        self._last_load = (path, params)
         self._reload_after_crash = False
         return rest[0]  # type: ignore[no-any-return]
+
+    def _load(self, path: str, params: LoadParams, cancel: threading.Event | None) -> LoadedModel:
+        """Load, in safe CPU mode where it is known to be needed, or after the fast kernels
+        crash while loading."""
+        safe = self._wants_safe(params)
+        try:
+            info = self._load_once(path, replace(params, safe_cpu=safe), cancel)
+            self._last_load = (path, params)
+            return info
+        except _EngineDied as died:
+            if safe or not is_cpu_fault(died.exitcode):
+                raise EngineError(self._crash_message(died, safe)) from None
+            log.warning("llama.cpp faulted while loading; loading again in safe CPU mode")
+            try:
+                info = self._load_once(path, replace(params, safe_cpu=True), cancel)
+            except _EngineDied as again:
+                raise EngineError(self._crash_message(again, True)) from None
+            self._last_load = (path, params)
+            self._engage_safe_mode(died.exitcode)
+            return info
+
+    def load(
+        self, path: str, params: LoadParams, cancel: threading.Event | None = None
+    ) -> LoadedModel:
+        info = self._load(path, params, cancel)
+        if self._notice_due:
+            notice = " ".join(x for x in (self._notice_due, info.notice) if x)
+            self._notice_due = ""
+            info = self._loaded = replace(info, notice=notice)
+        return info
 
     def unload(self) -> None:
         if self._proc is None or not self._proc.is_alive() or self._conn is None:
@@ -248,7 +333,7 @@ class ProcessEngine:
     ) -> Reply:
         if self._loaded is None and self._reload_after_crash and self._last_load is not None:
             self._reload_after_crash = False
-            self.load(*self._last_load)  # what the crash message promised
+            self._load(*self._last_load, None)  # what the crash message promised
         if self._loaded is None:
             raise EngineError("No model is loaded.")
         stats = GenerationStats()
@@ -261,10 +346,50 @@ class ProcessEngine:
         cancel: threading.Event,
         stats: GenerationStats,
     ) -> Iterator[str]:
+        """The reply; when the fast CPU kernels crash before its first words, it is asked again
+        in safe CPU mode."""
+        assert self._last_load is not None
+        safe = self._loaded is not None and self._loaded.safe_cpu
+        shown = False
+        first: Generator[str, None, None] = self._stream_once(messages, sampling, cancel, stats)
+        try:
+            for text in first:
+                shown = True
+                yield text
+        except _EngineDied as died:
+            if safe or not is_cpu_fault(died.exitcode):
+                raise EngineError(self._crash_message(died, safe)) from None
+            if shown:  # the words already shown cannot be taken back: the next message retries
+                self._safe_pending = True
+                raise EngineError(CRASHED_SWITCHING) from None
+            log.warning("llama.cpp faulted while replying; retrying in safe CPU mode")
+            self._reload_after_crash = False
+            try:
+                self._load_once(
+                    self._last_load[0], replace(self._last_load[1], safe_cpu=True), None
+                )
+                yield from self._stream_once(messages, sampling, cancel, stats)
+            except _EngineDied as again:
+                raise EngineError(self._crash_message(again, True)) from None
+            self._engage_safe_mode(died.exitcode)
+        finally:
+            first.close()  # a reader that leaves early stops the reply (see _stream_once)
+        if safe and self._safe_pending:  # safe mode engaged after a fault mid-reply works
+            self._engage_safe_mode(None)
+        stats.notice, self._notice_due = self._notice_due, ""
+
+    def _stream_once(
+        self,
+        messages: list[ChatMessage],
+        sampling: Sampling,
+        cancel: threading.Event,
+        stats: GenerationStats,
+    ) -> Generator[str, None, None]:
         if self._proc is None or not self._proc.is_alive() or self._conn is None:
-            raise self._crashed()
+            raise self._died()
         conn = self._conn
         self._cancel.clear()
+        finished = False
         try:
             conn.send(("chat", messages, sampling))
             while True:
@@ -272,10 +397,65 @@ class ProcessEngine:
                 if kind == "delta":
                     yield rest[0]
                 elif kind == "done":
+                    finished = True
                     for f in fields(GenerationStats):
                         setattr(stats, f.name, getattr(rest[0], f.name))
                     return
                 else:
+                    finished = True
                     raise EngineError(rest[0])
         except (EOFError, OSError):
-            raise self._crashed() from None
+            finished = True
+            raise self._died() from None
+        finally:
+            if not finished:  # the reader left (Ctrl+C, a closed pipe): end the reply there
+                self._abandon(stats)
+
+    def _abandon(self, stats: GenerationStats) -> None:
+        """Stop the reply in progress and read the pipe up to its end, so the next command's
+        answers are not preceded by this reply's; a child that does not stop is ended."""
+        self.interrupt()
+        conn = self._conn
+        deadline = time.monotonic() + ABANDON_SECONDS
+        try:
+            while conn is not None and time.monotonic() < deadline:
+                if not conn.poll(POLL_SECONDS):
+                    if self._proc is None or not self._proc.is_alive():
+                        break
+                    continue
+                kind, *rest = conn.recv()
+                if kind == "done":
+                    for f in fields(GenerationStats):
+                        setattr(stats, f.name, getattr(rest[0], f.name))
+                    return
+                if kind == "error":
+                    return
+        except (EOFError, OSError):
+            pass
+        log.warning("the engine process did not end an abandoned reply; restarting it")
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+        self._died()
+
+
+def local_engine(paths: Paths) -> ProcessEngine:
+    """The engine every front end uses: llama.cpp in its own process, logging to the engine's
+    log file, remembering safe CPU mode in Hearth's data folder."""
+    return ProcessEngine(
+        log_file=str(paths.engine_log_file), safe_mode=SafeModeMemory(paths.safe_mode_file)
+    )
+
+
+def fast_kernels_work(model: str, memory: SafeModeMemory, threads: int = 2) -> bool:
+    """Whether llama.cpp's fast CPU kernels run ``model`` on this machine: a short reply in an
+    engine process, which falls back to safe CPU mode (and remembers it) if they fault."""
+    if memory.needed():
+        return False
+    engine = ProcessEngine(safe_mode=memory)
+    try:
+        engine.load(model, LoadParams(context_length=512, threads=threads))
+        hello: list[ChatMessage] = [{"role": "user", "content": "Hello, how are you?"}]
+        list(engine.chat(hello, Sampling(max_tokens=2, temperature=0), threading.Event()))
+    finally:
+        engine.close()
+    return not memory.needed()

@@ -55,6 +55,9 @@ class LoadParams:
     flash_attention: str = "auto"  # auto: on with GPU offload, off on the CPU
     chat_template_override: str = ""
     batch_size: int = 512
+    # Without llama.cpp's extra buffer types (weights repacked for AMX and the like), whose
+    # kernels crash on some processors (app/engine/cpu_safety.py).
+    safe_cpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class LoadedModel:
     template_name: str
     gpu_layers: int
     notice: str = ""  # something the user should know, e.g. a missing chat template
+    safe_cpu: bool = False  # loaded in safe CPU mode (app/engine/cpu_safety.py)
 
 
 @dataclass
@@ -79,6 +83,7 @@ class GenerationStats:
     tokens_per_second: float = 0.0
     stop_reason: StopReason = "eos"
     messages_dropped: int = 0  # oldest turns left out because the conversation outgrew the context
+    notice: str = ""  # something the user should hear once, e.g. that safe CPU mode is now on
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +98,12 @@ class Reply:
 
     def __iter__(self) -> Iterator[str]:
         return self.deltas
+
+    def close(self) -> None:
+        """Stop reading: an engine ends the reply there (``stats`` says how far it got)."""
+        close = getattr(self.deltas, "close", None)
+        if close is not None:
+            close()
 
 
 class Engine(Protocol):

@@ -1,0 +1,166 @@
+"""Safe CPU mode: what Hearth does when llama.cpp's CPU kernels fault on this processor.
+
+Some builds of llama.cpp crash on CPUs they were not made for, or in virtual machines that
+advertise instructions they do not run: on an Intel Xeon with AMX in a VM, llama.cpp's AMX matrix
+kernels die with SIGILL on the first prompt of more than one token. Those kernels live in
+llama.cpp's "extra buffer types" (weights repacked for a CPU's special instructions); loading a
+model without them runs on the plain CPU kernels, which are slower where the extra ones work but
+fault nowhere they would not.
+
+When the engine process dies from such a signal, the process engine (``app/engine/process.py``)
+loads the model again in safe mode and, if that works, remembers it here for this processor and
+this build of llama.cpp, so later loads start safe at once. A new processor or a rebuilt
+llama.cpp starts fast again, since the fault may be gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import platform
+import signal
+import time
+from pathlib import Path
+
+from app.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+VERSION = 1
+
+# Exit codes of a process killed by a fault of the code it ran (multiprocessing reports a signal
+# as its negative number; Windows reports the exception status).
+_FAULT_SIGNALS = {
+    -getattr(signal, name)
+    for name in ("SIGILL", "SIGSEGV", "SIGBUS", "SIGFPE")
+    if hasattr(signal, name)
+}
+_WINDOWS_FAULTS = {
+    0xC000001D,  # STATUS_ILLEGAL_INSTRUCTION
+    0xC0000096,  # STATUS_PRIVILEGED_INSTRUCTION
+    0xC0000005,  # STATUS_ACCESS_VIOLATION
+}
+SIGILL_EXIT = -int(getattr(signal, "SIGILL", 4))
+
+SAFE_MODE_NOTICE = (
+    "llama.cpp crashed on this processor, so Hearth now runs models in safe CPU mode (without "
+    "the special matrix kernels that crashed). Replies keep coming; on some processors they are "
+    "slower — up to about 3× — until llama.cpp is rebuilt or updated."
+)
+DOES_NOT_FIT = (
+    "This build of llama.cpp does not work on this processor: it crashed even in safe CPU mode. "
+    "Rebuild it for this machine: .venv/bin/pip install --force-reinstall --no-cache-dir "
+    "llama-cpp-python (see the README's Troubleshooting, “Illegal instruction”)."
+)
+
+
+def is_cpu_fault(exitcode: int | None) -> bool:
+    """Whether a process with this exit code died from a fault in the machine code it ran
+    (illegal instruction, bad memory access, arithmetic trap), as opposed to an abort, a kill or
+    a normal exit."""
+    if exitcode is None:
+        return False
+    return exitcode in _FAULT_SIGNALS or (exitcode & 0xFFFFFFFF) in _WINDOWS_FAULTS
+
+
+def processor_identity() -> str:
+    """The processor as far as llama.cpp's choice of kernels goes: model and instruction sets."""
+    parts = [platform.machine(), platform.processor()]
+    cpuinfo = Path("/proc/cpuinfo")
+    try:
+        wanted = ("model name", "flags", "Features", "CPU part")
+        seen: dict[str, str] = {}
+        with cpuinfo.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in wanted and key not in seen:
+                    seen[key] = " ".join(sorted(value.split())) if key != "model name" else value
+                if len(seen) == len(wanted) or (not line.strip() and seen):
+                    break
+        parts += [seen.get(k, "").strip() for k in wanted]
+    except OSError:
+        pass
+    return " | ".join(parts)
+
+
+def llama_build_identity() -> str:
+    """The installed llama.cpp build: llama-cpp-python's version and its native libraries' sizes
+    and times, found without importing (and so loading) them."""
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    parts = [version]
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is not None and spec.submodule_search_locations:
+        lib = Path(next(iter(spec.submodule_search_locations))) / "lib"
+        try:
+            for f in sorted(lib.iterdir()):
+                st = f.stat()
+                parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
+        except OSError:
+            pass
+    return " | ".join(parts)
+
+
+def machine_key() -> str:
+    """One key for this processor and this llama.cpp build."""
+    text = processor_identity() + " || " + llama_build_identity()
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class SafeModeMemory:
+    """Which (processor, llama.cpp build) pairs need safe CPU mode, kept in a small JSON file."""
+
+    def __init__(self, path: Path, key: str | None = None) -> None:
+        self.path = path
+        self._key = key
+        self._this_session = False  # remembered even where the file cannot be written
+
+    @property
+    def key(self) -> str:
+        if self._key is None:
+            self._key = machine_key()
+        return self._key
+
+    def _entries(self) -> dict[str, dict[str, object]]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(raw, dict) or raw.get("version") != VERSION:
+            return {}
+        entries = raw.get("machines")
+        return entries if isinstance(entries, dict) else {}
+
+    def needed(self) -> bool:
+        return self._this_session or self.key in self._entries()
+
+    def remember(self, reason: str) -> None:
+        self._this_session = True
+        entries = self._entries()
+        entries[self.key] = {
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "reason": reason,
+            "processor": processor_identity(),
+            "llama_cpp": llama_build_identity().split(" | ")[0],
+        }
+        self._write(entries)
+        log.warning("safe CPU mode remembered for this processor and llama.cpp build: %s", reason)
+
+    def forget(self) -> None:
+        self._this_session = False
+        entries = self._entries()
+        if entries.pop(self.key, None) is not None:
+            self._write(entries)
+
+    def _write(self, entries: dict[str, dict[str, object]]) -> None:
+        try:
+            atomic_write_text(
+                self.path, json.dumps({"version": VERSION, "machines": entries}, indent=2) + "\n"
+            )
+        except OSError as e:  # a read-only home: safe mode then lasts until Hearth quits
+            log.warning("could not save safe CPU mode to %s: %s", self.path, e)

@@ -97,7 +97,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`hearth chats export | head`): end quietly, as Unix tools do.
+        _drop_stdout()
+        return 141  # what a shell reports for a program ended by SIGPIPE
     raise AssertionError(args.command)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's last flush at exit does not fail
+    on the closed pipe again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no stdout to speak of
+        pass
 
 
 def _gui() -> int:
@@ -274,7 +290,7 @@ def _chats(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     from app.chats.history import engine_messages, opening_messages, title_from
     from app.chats.store import ChatStore, Conversation
-    from app.engine.llama_cpp_engine import LlamaCppEngine
+    from app.engine.process import local_engine
     from app.engine.types import EngineError
     from app.library import LibraryError
 
@@ -300,10 +316,13 @@ def _chat(args: argparse.Namespace) -> int:
     if args.seed is not None:
         sampling.seed = args.seed
 
-    engine = LlamaCppEngine()
+    # As in the window, llama.cpp runs on the main thread of its own process: faster there, and
+    # a native crash ends that process with a message instead of this one with a core dump.
+    engine = local_engine(ctx.paths)
     try:
         loaded = engine.load(str(model.path), ctx.load_params())
     except EngineError as e:
+        engine.close()
         raise CliError(str(e)) from None
     if loaded.notice:
         print(f"note: {loaded.notice}", file=sys.stderr)
@@ -326,26 +345,14 @@ def _chat(args: argparse.Namespace) -> int:
         _stream_reply(engine, history, sampling, store, reply.id, sys.stdout)
 
     def read_next() -> str:
-        """The next message, read while the engine evaluates what will precede it (the system
-        prompt, the template's text after the last reply) on a helper thread; the helper is done
-        before the engine is used again."""
+        """The next message, read while the engine process evaluates what will precede it (the
+        system prompt, the template's text after the last reply)."""
         if conversations:
             history = engine_messages(conversations[0], store.messages(conversations[0].id))
         else:
             history = opening_messages(system)
-        stop = threading.Event()
-        helper = threading.Thread(
-            target=engine.prepare, args=(history, stop.is_set), name="prepare", daemon=True
-        )
-        helper.start()
-        try:
-            text = input("> ")
-        except BaseException:  # leaving (Ctrl+D, Ctrl+C): the preparation is not needed
-            stop.set()
-            helper.join()
-            raise
-        helper.join()  # the message continues the conversation: what was prepared is used
-        return text
+        engine.prepare(history)  # the next chat waits for it only if it continues it
+        return input("> ")
 
     try:
         if args.prompt is not None:
@@ -361,7 +368,7 @@ def _chat(args: argparse.Namespace) -> int:
             if text.strip():
                 turn(text)
     finally:
-        engine.unload()
+        engine.close()
         store.close()
 
 
@@ -391,11 +398,18 @@ def _stream_reply(
                 last_save = time.monotonic()
     except KeyboardInterrupt:
         cancel.set()
+        reply.close()
         stopped = True
+    except BrokenPipeError:  # the reader left (`| head`): keep what was written, then go
+        cancel.set()
+        reply.close()
+        store.update_message(
+            message_id, content="".join(parts), status="interrupted", stats=reply.stats.to_json()
+        )
+        raise
     except EngineError as e:
         store.update_message(message_id, content="".join(parts), status="error", error=str(e))
         raise CliError(str(e)) from None
-    out.write("\n")
     status: Status = "interrupted" if stopped else reply_status(reply.stats)
     store.update_message(
         message_id,
@@ -403,3 +417,6 @@ def _stream_reply(
         status=status,
         stats=reply.stats.to_json(),
     )
+    out.write("\n")
+    if reply.stats.notice:
+        print(f"note: {reply.stats.notice}", file=sys.stderr)

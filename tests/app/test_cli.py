@@ -147,7 +147,7 @@ def test_interactive_chat_prepares_the_next_message_while_the_user_types(
 ) -> None:
     """While `input()` waits, the engine evaluates what precedes the next message (the system
     prompt, the template's text after the last reply), so each reply evaluates fewer tokens."""
-    from app.engine.llama_cpp_engine import LlamaCppEngine
+    from app.engine.process import ProcessEngine
 
     def converse() -> list[int]:
         lines = iter(["hello", "again"])
@@ -170,7 +170,54 @@ def test_interactive_chat_prepares_the_next_message_while_the_user_types(
         return [m["stats"]["prompt_tokens_evaluated"] for m in replies]
 
     prepared = converse()
-    monkeypatch.setattr(LlamaCppEngine, "prepare", lambda *_args: 0)
+    monkeypatch.setattr(ProcessEngine, "prepare", lambda *_args: None)
     cold = converse()
     # Both turns: the system prompt (first) and the markup after the reply (second) were ready.
     assert all(p < c for p, c in zip(prepared, cold, strict=True)), (prepared, cold)
+
+
+def _pipeline(command: str) -> tuple[int, str]:
+    """Run ``hearth`` in a shell pipeline; its exit status and its stderr."""
+    hearth = f"{sys.executable} -m app"
+    result = subprocess.run(
+        ["bash", "-c", f"{command.replace('hearth', hearth, 1)}; exit ${{PIPESTATUS[0]}}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    return result.returncode, result.stderr
+
+
+def test_export_into_a_closed_pipe_ends_quietly(hearth_home: Path) -> None:
+    from app.chats.store import ChatStore
+
+    store = ChatStore(AppContext.open().paths.chats_db)
+    for i in range(40):
+        c = store.create_conversation(title=f"chat {i}", model="m", system_prompt="")
+        store.add_message(c.id, "user", "word " * 2000)  # ~400 KB in all: more than a pipe holds
+    store.close()
+    for fmt in ("json", "md"):
+        code, err = _pipeline(f"hearth chats export --format {fmt} | head -c 100 >/dev/null")
+        assert err == ""  # was a BrokenPipeError traceback
+        # 141 as if ended by SIGPIPE, the way Unix tools end; 0 when the reader left after
+        # Python's last write call (one large write is not reported as broken)
+        assert code in (0, 141)
+
+
+def test_chat_into_a_closed_pipe_stops_and_keeps_the_reply(tiny_model: Path) -> None:
+    code, err = _pipeline(
+        f"hearth chat -m {tiny_model} --max-tokens 3000 --temperature 0 hello | head -c 20"
+    )
+    assert err == ""
+    assert code == 141
+    from app.chats.store import ChatStore
+
+    store = ChatStore(AppContext.open().paths.chats_db)
+    [conversation] = store.conversations()
+    user, reply = store.messages(conversation.id)
+    store.close()
+    assert user.content == "hello"
+    assert reply.status == "interrupted"
+    assert len(reply.content.encode()) >= 20  # at least what the reader took
+    assert reply.stats["generated_tokens"] < 3000  # stopped when the reader left

@@ -30,9 +30,14 @@ def test_real_model_reply_streams_and_is_saved(
     stats = finished.args[0]
     assert stats.generated_tokens > 0
     assert len(deltas) >= 2  # streamed in pieces
-    assert "Paris" in page.view.message_widgets()[1].text.toPlainText()
+    # Greedy decoding, but no exact words: another CPU's kernels round differently, and a 135M
+    # model's answer changes with them (on an AMX Xeon it did not say "Paris").
     assert page.conversation is not None
     saved = window.store.messages(page.conversation.id)
     assert saved[1].status == "complete"
-    assert "Paris" in saved[1].content
+    assert saved[1].content == "".join(deltas)  # everything streamed was saved, nothing else
+    assert any(c.isalpha() for c in saved[1].content)
+    shown = page.view.message_widgets()[1].text.toPlainText()
+    assert saved[1].content.split()[0].strip("*_#`") in shown
+    assert saved[1].stats["generated_tokens"] == stats.generated_tokens <= 40
     assert saved[1].stats["tokens_per_second"] > 0

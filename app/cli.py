@@ -14,9 +14,9 @@ from app import __version__
 from app.model_file import human_parameters, human_size
 
 if TYPE_CHECKING:
-    from app.chats.store import ChatStore, Status
+    from app.chats.turn import Turn
     from app.context import AppContext
-    from app.engine.types import ChatMessage, Engine
+    from app.engine.types import Engine
     from app.settings import Sampling
 
 
@@ -288,8 +288,9 @@ def _chats(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from app.chats.history import engine_messages, opening_messages, title_from
+    from app.chats.history import engine_messages, opening_messages
     from app.chats.store import ChatStore, Conversation
+    from app.chats.turn import Turn
     from app.engine.process import local_engine
     from app.engine.types import EngineError
     from app.library import LibraryError
@@ -329,26 +330,26 @@ def _chat(args: argparse.Namespace) -> int:
 
     store = ChatStore(ctx.paths.chats_db)
     system = args.system if args.system is not None else ctx.settings.default_system_prompt
-    conversations: list[Conversation] = []  # saved with its first message, like the app's drafts
+    conversation: Conversation | None = None  # saved with its first message, like the app's
 
     def turn(text: str) -> None:
-        if not conversations:
-            conversations.append(
-                store.create_conversation(
-                    title=title_from(text), model=str(model.path), system_prompt=system
-                )
-            )
-        conversation = conversations[0]
-        store.add_message(conversation.id, "user", text)
-        history = engine_messages(conversation, store.messages(conversation.id))
-        reply = store.add_message(conversation.id, "assistant", "", "streaming", model.name)
-        _stream_reply(engine, history, sampling, store, reply.id, sys.stdout)
+        nonlocal conversation
+        started = Turn.start(
+            store,
+            conversation,
+            text,
+            model_path=str(model.path),
+            model_name=model.name,
+            system_prompt=system,
+        )
+        conversation = started.conversation
+        _stream_reply(engine, started, sampling, sys.stdout)
 
     def read_next() -> str:
         """The next message, read while the engine process evaluates what will precede it (the
         system prompt, the template's text after the last reply)."""
-        if conversations:
-            history = engine_messages(conversations[0], store.messages(conversations[0].id))
+        if conversation is not None:
+            history = engine_messages(conversation, store.messages(conversation.id))
         else:
             history = opening_messages(system)
         engine.prepare(history)  # the next chat waits for it only if it continues it
@@ -372,51 +373,27 @@ def _chat(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _stream_reply(
-    engine: Engine,
-    history: list[ChatMessage],
-    sampling: Sampling,
-    store: ChatStore,
-    message_id: int,
-    out: TextIO,
-) -> None:
-    from app.chats.history import reply_status
+def _stream_reply(engine: Engine, turn: Turn, sampling: Sampling, out: TextIO) -> None:
     from app.engine.types import EngineError
 
-    cancel = threading.Event()
-    reply = engine.chat(history, sampling, cancel)
-    parts: list[str] = []
-    last_save = time.monotonic()
-    stopped = False  # Ctrl+C ends the loop before the engine can record it
+    reply = engine.chat(turn.history, sampling, threading.Event())
     try:
         for delta in reply:
-            parts.append(delta)
+            turn.record(delta)
             out.write(delta)
             out.flush()
-            if time.monotonic() - last_save > 1.0:
-                store.update_message(message_id, content="".join(parts))
-                last_save = time.monotonic()
-    except KeyboardInterrupt:
-        cancel.set()
+    except KeyboardInterrupt:  # Ctrl+C stops the reply, not the chat
         reply.close()
-        stopped = True
+        turn.stop(reply.stats)
     except BrokenPipeError:  # the reader left (`| head`): keep what was written, then go
-        cancel.set()
         reply.close()
-        store.update_message(
-            message_id, content="".join(parts), status="interrupted", stats=reply.stats.to_json()
-        )
+        turn.stop(reply.stats)
         raise
     except EngineError as e:
-        store.update_message(message_id, content="".join(parts), status="error", error=str(e))
+        turn.fail(str(e))
         raise CliError(str(e)) from None
-    status: Status = "interrupted" if stopped else reply_status(reply.stats)
-    store.update_message(
-        message_id,
-        content="".join(parts),
-        status=status,
-        stats=reply.stats.to_json(),
-    )
+    else:
+        turn.finish(reply.stats)
     out.write("\n")
     if reply.stats.notice:
         print(f"note: {reply.stats.notice}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import cast
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -20,8 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.chats.history import engine_messages, opening_messages, reply_status, title_from
-from app.chats.store import ChatStore, Conversation, Message, Status
+from app.chats.history import engine_messages, opening_messages
+from app.chats.store import ChatStore, Conversation, Message
+from app.chats.turn import Turn
 from app.context import AppContext
 from app.engine.types import GenerationStats, LoadedModel
 from app.library import LibraryModel
@@ -74,16 +75,18 @@ class MessageInput(QPlainTextEdit):
 
 @dataclass
 class _Stream:
-    conversation_id: int
-    message_id: int
-    parts: list[str] = field(default_factory=list)
-    dirty: bool = False
+    """The reply streaming into the view: its turn (which records it) and what is not shown yet."""
+
+    turn: Turn
     unshown: str = ""  # received, not yet in the view
-    ending: tuple[Status, GenerationStats | None, str | None] | None = None
 
     @property
-    def text(self) -> str:
-        return "".join(self.parts)
+    def conversation_id(self) -> int:
+        return self.turn.conversation.id
+
+    @property
+    def message_id(self) -> int:
+        return self.turn.reply.id
 
 
 class ChatPage(QWidget):
@@ -249,7 +252,7 @@ class ChatPage(QWidget):
         if s and self.conversation and s.conversation_id == self.conversation.id:
             for m in items:
                 if m.id == s.message_id:
-                    m.content, m.status = s.text, "streaming"
+                    m.content, m.status = s.turn.text, "streaming"
                     s.unshown = ""
         self.messages.set_messages(items)
         if self.conversation and self.conversation.model:
@@ -286,10 +289,9 @@ class ChatPage(QWidget):
     def _reply_as_saved(self) -> Message | None:
         """The reply that has just ended, as saved, while the view may still be revealing it."""
         s = self._stream
-        row = self._stream_row()
-        if s is None or s.ending is None or row < 0:
+        if s is None or not s.turn.ended or self._stream_row() < 0:
             return None
-        return replace(self.messages.message(row), content=s.text, status=s.ending[0])
+        return s.turn.saved_reply()
 
     def _update_empty_text(self) -> None:
         if self._models or self.current_model_path():
@@ -324,26 +326,24 @@ class ChatPage(QWidget):
                 "<span style='color:#d04040'>Add a model on the Models page first.</span>"
             )
             return
-        if self.conversation is None:
-            self.conversation = self.store.create_conversation(
-                title=title_from(text),
-                model=path,
-                system_prompt=self.ctx.settings.default_system_prompt,
-            )
-            self.conversation_created.emit(self.conversation.id)
-        conv = self.conversation
         self.input.clear()
-        user = self.store.add_message(conv.id, "user", text)
-        self.messages.append(user)
-        history = engine_messages(conv, self.messages.items())
-        reply = self.store.add_message(
-            conv.id, "assistant", "", "streaming", self.current_model_name()
+        turn = Turn.start(
+            self.store,
+            self.conversation,
+            text,
+            model_path=path,
+            model_name=self.current_model_name(),
+            system_prompt=self.ctx.settings.default_system_prompt,
         )
-        self.messages.append(reply)
-        self._stream = _Stream(conv.id, reply.id)
-        self.conversation_changed.emit(conv.id)
+        self.conversation = turn.conversation
+        if turn.created:
+            self.conversation_created.emit(turn.conversation.id)
+        self.messages.append(turn.user)
+        self.messages.append(turn.reply)
+        self._stream = _Stream(turn)
+        self.conversation_changed.emit(turn.conversation.id)
         self.engine.load(path, self.ctx.load_params())
-        self.engine.generate(history, self.ctx.settings.sampling)
+        self.engine.generate(turn.history, self.ctx.settings.sampling)
         self._flush_timer.start()
 
     @Slot()
@@ -366,8 +366,7 @@ class ChatPage(QWidget):
         s = self._stream
         if s is None:
             return
-        s.parts.append(text)
-        s.dirty = True
+        s.turn.record(text)
         s.unshown += text
         if not self._reveal_timer.isActive():
             self._reveal()
@@ -383,26 +382,20 @@ class ChatPage(QWidget):
             self.messages.append_text(row, piece)
         if s.unshown:
             self._reveal_timer.start()
-        elif s.ending is not None:
+        elif s.turn.ended:
             self._end_stream()
 
     @Slot()
     def _flush(self) -> None:
-        s = self._stream
-        if s is not None and s.dirty:
-            self.store.update_message(s.message_id, content=s.text)
-            s.dirty = False
+        """Save the streaming reply now (a stall in the stream must not delay its save)."""
+        if self._stream is not None:
+            self._stream.turn.save()
 
-    def _finish(self, status: Status, stats: GenerationStats | None, error: str | None) -> None:
+    def _ended(self) -> None:
+        """The turn has ended: the next reply gets ready; the view follows once it shows all."""
         s = self._stream
-        if s is None:
-            return
+        assert s is not None
         self._flush_timer.stop()
-        stats_json = stats.to_json() if stats else {}
-        self.store.update_message(
-            s.message_id, content=s.text, status=status, error=error, stats=stats_json
-        )
-        s.ending = (status, stats, error)
         self._prepare_next()
         if not s.unshown:
             self._end_stream()
@@ -410,23 +403,29 @@ class ChatPage(QWidget):
     def _end_stream(self) -> None:
         s = self._stream
         assert s is not None
-        assert s.ending is not None
-        status, stats, error = s.ending
+        turn = s.turn
         row = self._stream_row()
         if row >= 0:
             self.messages.update(
-                row, status=status, error=error, stats=stats.to_json() if stats else {}
+                row,
+                status=turn.status,
+                error=turn.error,
+                stats=turn.stats.to_json() if turn.stats else {},
             )
         self._stream = None
         self.conversation_changed.emit(s.conversation_id)
 
     @Slot(object)
     def _on_finished(self, stats: GenerationStats) -> None:
-        self._finish(reply_status(stats), stats, None)
+        if self._stream is not None:
+            self._stream.turn.finish(stats)
+            self._ended()
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
-        self._finish("error", None, message)
+        if self._stream is not None:
+            self._stream.turn.fail(message)
+            self._ended()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Escape and self.engine.generating:

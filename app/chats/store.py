@@ -1,8 +1,8 @@
 """Conversations and messages in SQLite (WAL), migrated by ``PRAGMA user_version``.
 
-A streaming reply is written while it grows (status ``streaming``); if the process dies, the app's
-next start marks it ``interrupted``, so nothing that was on screen is lost and nothing pretends to
-be done.
+A streaming reply is written while it grows (status ``streaming``), naming its writer; if that
+process dies, whichever Hearth process opens the database next marks it ``interrupted``, so
+nothing that was on screen is lost and nothing pretends to be done.
 Every message records its parent, so edits and regenerations can become branches later.
 """
 
@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from app.chats.writers import this_writer, writer_alive
 
 Role = Literal["system", "user", "assistant"]
 Status = Literal["complete", "streaming", "interrupted", "error"]
@@ -46,6 +48,12 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
     CREATE INDEX conversations_by_update ON conversations(updated_at DESC);
+    """,
+    # 2: a streaming reply names its writer and when it last saved (app/chats/writers.py)
+    """
+    ALTER TABLE messages ADD COLUMN writer TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN saved_at REAL NOT NULL DEFAULT 0;
+    CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming';
     """,
 ]
 
@@ -88,17 +96,25 @@ class ChatStore:
         # NORMAL in WAL mode survives an app crash; only power loss can drop the last commit.
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
+        self.recover_interrupted()
 
     def recover_interrupted(self) -> int:
-        """Mark replies left ``streaming`` by a process that died as ``interrupted``.
+        """Mark replies left ``streaming`` by a writer that is gone as ``interrupted``.
 
-        Only the app calls this, once at startup: a plain open must not touch a reply that
-        another process (the command line, say) is streaming right now.
+        Run whenever the database is opened, by any Hearth process: a reply another live
+        process is streaming right now is left alone (see app/chats/writers.py).
         """
-        cur = self._db.execute(
-            "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'"
-        )
-        return cur.rowcount
+        rows = self._db.execute(
+            "SELECT id, writer, saved_at FROM messages WHERE status = 'streaming'"
+        ).fetchall()
+        now = time.time()
+        dead = [r["id"] for r in rows if not writer_alive(r["writer"], r["saved_at"], now)]
+        for message_id in dead:
+            self._db.execute(
+                "UPDATE messages SET status = 'interrupted' WHERE id = ? AND status = 'streaming'",
+                (message_id,),
+            )
+        return len(dead)
 
     def close(self) -> None:
         self._db.close()
@@ -109,9 +125,14 @@ class ChatStore:
             raise RuntimeError(
                 f"The chat database is from a newer Hearth (schema {version}); update Hearth."
             )
-        for i, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            with self._db:
-                self._db.execute("BEGIN")
+        if version == len(_MIGRATIONS):
+            return
+        with self._db:
+            # Taken before reading the version again: two processes opening a new database at
+            # once must not both create its tables.
+            self._db.execute("BEGIN IMMEDIATE")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for i, script in enumerate(_MIGRATIONS[version:], start=version + 1):
                 for statement in script.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
@@ -181,8 +202,13 @@ class ChatStore:
         content: str,
         status: Status = "complete",
         model: str = "",
+        writer: str | None = None,
     ) -> Message:
+        """Add a message at the end; a ``streaming`` one is written by this process unless
+        ``writer`` says otherwise."""
         now = time.time()
+        if writer is None:
+            writer = this_writer() if status == "streaming" else ""
         with self._db:
             self._db.execute("BEGIN")
             last = self._db.execute(
@@ -192,8 +218,8 @@ class ChatStore:
             parent = last[0] if last else None
             cur = self._db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, content, status, model,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, parent, role, content, status, model, now),
+                " created_at, writer, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent, role, content, status, model, now, writer, now),
             )
             self._db.execute(
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id)
@@ -223,6 +249,7 @@ class ChatStore:
             changes["stats"] = json.dumps(stats)
         if not changes:
             return
+        changes["saved_at"] = time.time()  # the writer's lease (app/chats/writers.py)
         sets = ", ".join(f"{k} = ?" for k in changes)
         self._db.execute(
             f"UPDATE messages SET {sets} WHERE id = ?", (*changes.values(), message_id)

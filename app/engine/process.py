@@ -84,6 +84,8 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
             elif command == "quit":
                 engine.unload()
                 return
+        except (BrokenPipeError, ConnectionResetError):  # the app is gone (killed, say)
+            return
         except EngineError as e:
             if command == "prepare":  # only a speed-up; nobody waits for an answer
                 log.info("preparing the next prompt failed: %s", e)

@@ -221,3 +221,67 @@ def test_chat_into_a_closed_pipe_stops_and_keeps_the_reply(tiny_model: Path) -> 
     assert reply.status == "interrupted"
     assert len(reply.content.encode()) >= 20  # at least what the reader took
     assert reply.stats["generated_tokens"] < 3000  # stopped when the reader left
+
+
+@pytest.mark.slow
+def test_a_killed_chat_shows_as_interrupted_to_the_next_command(starter_model: Path) -> None:
+    """Any later `hearth` command (not only the window's start) finds the dead writer's reply,
+    while a reply still being written by a live `hearth chat` is left alone."""
+    import os
+    import signal
+    import time
+
+    from app.chats.store import ChatStore
+
+    db = AppContext.open().paths.chats_db
+    for attempt in range(3):
+        chat = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "chat",
+                "-m",
+                str(starter_model),  # ~80 tokens/s here: still streaming when it is killed
+                "--max-tokens",
+                "100000",
+                "--temperature",
+                "0",
+                f"tell a story {attempt}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert chat.stdout is not None
+        chat.stdout.read(1)  # the reply is streaming
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # ... and saved at least once (once a second)
+            store = ChatStore(db)  # opening recovers dead writers' replies: not this live one
+            reply = store.messages(store.conversations()[0].id)[-1]
+            store.close()
+            assert reply.status == "streaming"
+            if reply.content:
+                break
+            time.sleep(0.2)
+        os.kill(chat.pid, signal.SIGKILL)
+        chat.wait()
+        chat.stdout.close()
+        code, out, _ = _hearth("chats", "export")
+        assert code == 0
+        latest = json.loads(out)["conversations"][0]
+        assert latest["title"] == f"tell a story {attempt}"
+        kept = latest["messages"][-1]
+        assert kept["status"] == "interrupted"
+        assert kept["content"]  # what was saved before the kill is still there
+
+
+def _hearth(*args: str) -> tuple[int, str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    return result.returncode, result.stdout, result.stderr

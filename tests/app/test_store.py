@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,7 +41,7 @@ def test_wal_and_schema_version(db: Path) -> None:
     ChatStore(db).close()
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
     raw.execute("PRAGMA user_version = 99")
     raw.close()
     with pytest.raises(RuntimeError, match="newer Hearth"):
@@ -49,15 +52,33 @@ def test_unfinished_reply_is_interrupted_after_a_crash(db: Path) -> None:
     store = ChatStore(db)
     c = store.create_conversation()
     store.add_message(c.id, "user", "Tell me a story")
-    a = store.add_message(c.id, "assistant", "Once upon", "streaming")
-    # The process dies here: no close, no final update. Another reader leaves it alone ...
-    assert ChatStore(db).message(a.id).status == "streaming"  # type: ignore[union-attr]
-    # ... and the app's next start recovers it.
+    live = store.add_message(c.id, "assistant", "Once upon", "streaming")
+    dead_writer = f"{socket.gethostname()}/{_ended_pid()}/12345.00"
+    dead = store.add_message(c.id, "assistant", "A time", "streaming", writer=dead_writer)
+    old = store.add_message(c.id, "assistant", "Older Hearth", "streaming", writer="")
+    # Whoever opens the database next marks the dead writers' replies, not the live one's.
     reopened = ChatStore(db)
-    assert reopened.recover_interrupted() == 1
-    m = reopened.message(a.id)
-    assert m is not None
-    assert (m.content, m.status) == ("Once upon", "interrupted")
+    assert reopened.message(live.id).status == "streaming"  # type: ignore[union-attr]
+    for m in (dead, old):
+        saved = reopened.message(m.id)
+        assert saved is not None
+        assert (saved.content, saved.status) == (m.content, "interrupted")
+    assert reopened.recover_interrupted() == 0  # nothing more to do
+
+
+def test_a_writer_on_another_host_has_a_lease(db: Path) -> None:
+    store = ChatStore(db)
+    c = store.create_conversation()
+    away = store.add_message(c.id, "assistant", "…", "streaming", writer="elsewhere/1/1.00")
+    assert ChatStore(db).message(away.id).status == "streaming"  # type: ignore[union-attr]
+    store._db.execute("UPDATE messages SET saved_at = saved_at - 3600 WHERE id = ?", (away.id,))
+    assert ChatStore(db).message(away.id).status == "interrupted"  # type: ignore[union-attr]
+
+
+def _ended_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
 
 
 def test_export_shapes(db: Path) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
@@ -74,13 +74,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, open_window: Callable[[], int] | None = None) -> int:
+    """Run a command; with none (or ``gui``), ``open_window`` opens the app. The core cannot
+    open it itself: the window lives in ``ui/``, whose launcher (``ui/launcher.py``, the
+    ``hearth`` command) passes it in."""
     import multiprocessing
 
     multiprocessing.freeze_support()  # frozen bundles start the engine process through main()
     args = _parser().parse_args(argv)
     if args.command in (None, "gui"):
-        return _gui()
+        if open_window is None:
+            print("hearth: this is the command line only; run `hearth` to open the app.")
+            return 2
+        return open_window()
     try:
         if args.command == "models":
             return _models(args)
@@ -114,19 +120,6 @@ def _drop_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):  # no stdout to speak of
         pass
-
-
-def _gui() -> int:
-    try:
-        from ui.application import run
-    except ImportError as e:
-        print(
-            f"hearth: the GUI cannot start ({e}). On Linux, install Qt's system libraries "
-            "(see the README's Troubleshooting).",
-            file=sys.stderr,
-        )
-        return 1
-    return int(run())
 
 
 def _context() -> AppContext:

@@ -63,6 +63,12 @@ class SyntheticEngine:
     def prepare(self, messages) -> None:  # type: ignore[no-untyped-def]
         pass  # nothing to evaluate ahead
 
+    def interrupt(self) -> None:
+        pass  # the benchmark never stops a reply
+
+    def close(self) -> None:
+        pass
+
     def chat(self, messages, sampling, cancel):  # type: ignore[no-untyped-def]
         from app.engine.types import GenerationStats, Reply
 

@@ -107,11 +107,8 @@ class EngineWorker(QObject):
     @Slot()
     def close(self) -> None:
         """Free the model and, for an engine in its own process, end that process."""
-        close = getattr(self._engine, "close", None)
-        if close is not None:
-            close()
-        elif self._engine is not None:
-            self._engine.unload()
+        if self._engine is not None:
+            self._engine.close()
 
 
 class EngineController(QObject):
@@ -201,10 +198,10 @@ class EngineController(QObject):
 
     def stop(self) -> None:
         self._generate_cancel.set()
-        # An engine in its own process can be told at once, from this thread (see interrupt()).
-        interrupt = getattr(self._worker.engine, "interrupt", None)
-        if interrupt is not None:
-            interrupt()
+        # The engine is told at once, from this thread (Engine.interrupt may be called from any).
+        engine = self._worker.engine
+        if engine is not None:
+            engine.interrupt()
 
     @property
     def running(self) -> bool:

@@ -238,6 +238,7 @@ class LlamaCppEngine:
         self._stop: Callable[[], bool] | None = None
         self._abort_callback: Any = None
         self._safe_cpu = False
+        self._interrupted = threading.Event()  # set by interrupt(): ends the work under way
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -515,7 +516,14 @@ class LlamaCppEngine:
 
     def _should_abort(self, _data: Any) -> bool:
         stop = self._stop
-        return stop is not None and stop()
+        return self._interrupted.is_set() or (stop is not None and stop())
+
+    def interrupt(self) -> None:
+        """End the reply or prompt evaluation under way; safe from any thread."""
+        self._interrupted.set()
+
+    def close(self) -> None:
+        self.unload()
 
     def _evaluate(self, tokens: list[int], stop: Callable[[], bool]) -> bool:
         """Decode prompt tokens in batches; False when ``stop()`` said so (the KV cache stays
@@ -641,6 +649,7 @@ class LlamaCppEngine:
         """
         if self._formatter is None:
             return 0
+        self._interrupted.clear()
         draft = bool(messages) and messages[-1]["role"] == "user"
         try:
             tokens = self._prompt_ahead(messages) if draft else self._next_turn_start(messages)
@@ -721,6 +730,12 @@ class LlamaCppEngine:
     ) -> Iterator[str]:
         lib = llama()
         started = time.perf_counter()
+        interrupted = self._interrupted
+        interrupted.clear()
+
+        def stopped() -> bool:
+            return cancel.is_set() or interrupted.is_set()
+
         reserve = max(1, min(sampling.max_tokens, self._n_ctx // 4))
         tokens, stats.messages_dropped = self.prompt_tokens(messages, reserve)
         stats.prompt_tokens = len(tokens)
@@ -729,7 +744,7 @@ class LlamaCppEngine:
         # prepared while the user typed is all there, its last token's logits too.
         keep = self._keep_prefix(tokens, REPLY_ROOM)
         stats.prompt_tokens_evaluated = len(tokens) - keep
-        if not self._evaluate(tokens[keep:], cancel.is_set):
+        if not self._evaluate(tokens[keep:], stopped):
             stats.stop_reason = "cancelled"
             stats.prompt_seconds = time.perf_counter() - started
             return
@@ -768,7 +783,7 @@ class LlamaCppEngine:
                 if generated >= sampling.max_tokens:
                     stats.stop_reason = "length"
                     break
-                if cancel.is_set():
+                if stopped():
                     stats.stop_reason = "cancelled"
                     break
                 if len(cached) >= ctx_size:

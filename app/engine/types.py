@@ -107,9 +107,11 @@ class Reply:
 
 
 class Engine(Protocol):
-    """What the UI thread glue and the CLI need from an engine.
+    """What the UI thread glue and the CLI need from an engine (llama.cpp in a process, test
+    fakes, later remote servers).
 
-    All methods are called from one thread, the one that owns the engine.
+    All methods are called from the one thread that owns the engine, except ``interrupt``, which
+    any thread may call (the GUI's Stop).
     """
 
     @property
@@ -123,9 +125,19 @@ class Engine(Protocol):
 
     def chat(
         self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
-    ) -> Reply: ...
+    ) -> Reply:
+        """Start a reply to ``messages``: iterate the result for text; ``cancel`` (or
+        ``interrupt``) ends it early, with ``stats.stop_reason == "cancelled"``."""
+        ...
 
-    def prepare(self, messages: list[ChatMessage]) -> object:
+    def prepare(self, messages: list[ChatMessage]) -> None:
         """Get ready for the next reply: when ``messages`` end with a user message (a draft),
         evaluate the prompt for it; otherwise what precedes the next message (e.g. the template's
-        text). Optional work that only makes the next reply start sooner."""
+        text). Optional work that only makes the next reply start sooner; returns at once or
+        after doing it, never with a result."""
+
+    def interrupt(self) -> None:
+        """End the reply or prompt evaluation under way as soon as possible."""
+
+    def close(self) -> None:
+        """Free the model and whatever the engine holds (a process, a connection)."""

@@ -617,3 +617,25 @@ def test_coalesce_joins_pieces_at_most_once_per_interval(monkeypatch: pytest.Mon
     assert [next(out), next(out), next(out)] == ["a", "bcd", "e"]  # what waited, then the error
     with pytest.raises(EngineError, match="crashed"):
         next(out)
+
+
+def test_interrupt_from_another_thread_ends_the_reply(engine: LlamaCppEngine) -> None:
+    """The Engine contract's interrupt(): any thread may end the reply under way."""
+    reply = engine.chat(
+        [{"role": "user", "content": "go"}],
+        Sampling(max_tokens=5000, temperature=0, repeat_penalty=1.0),
+        threading.Event(),
+    )
+    for n, _ in enumerate(reply, start=1):
+        if n == 5:
+            other = threading.Thread(target=engine.interrupt)
+            other.start()
+            other.join()
+        assert n <= 6  # ended at the next token
+    assert reply.stats.stop_reason == "cancelled"
+    # The next reply is not cancelled by it.
+    again = engine.chat(
+        [{"role": "user", "content": "a"}], Sampling(max_tokens=3), threading.Event()
+    )
+    list(again)
+    assert again.stats.stop_reason != "cancelled"

@@ -58,8 +58,11 @@ class FakeEngine:
     def prepare(self, messages: list[ChatMessage]) -> None:
         self.prepared.append(list(messages))
 
-    def interrupt(self) -> None:  # called from the GUI thread, as ProcessEngine allows
+    def interrupt(self) -> None:  # called from the GUI thread, as the Engine contract allows
         self.interrupts += 1
+
+    def close(self) -> None:
+        self._loaded = None
 
     def chat(
         self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event

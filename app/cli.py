@@ -210,7 +210,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from app.downloads import Cancelled, Downloader
+    from app.downloads import Downloader
     from app.hub import HubError, choose, list_models
 
     repo_id, _, selector = args.model.partition(":")
@@ -247,7 +247,7 @@ def _pull(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\nPaused. Run the same command again to resume.\n")
         return 130
-    except (Cancelled, HubError) as e:
+    except HubError as e:
         sys.stderr.write("\n")
         raise CliError(str(e)) from None
     sys.stderr.write("\n")

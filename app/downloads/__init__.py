@@ -2,7 +2,6 @@
 
 from app.downloads.manager import DownloadManager, JobView, State, job_id
 from app.downloads.transfer import (
-    Cancelled,
     ChecksumMismatch,
     DiskFullError,
     Downloader,
@@ -11,7 +10,6 @@ from app.downloads.transfer import (
 )
 
 __all__ = [
-    "Cancelled",
     "ChecksumMismatch",
     "DiskFullError",
     "DownloadError",

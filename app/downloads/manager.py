@@ -18,12 +18,20 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from app.downloads.transfer import Cancelled, Downloader, Target, bytes_on_disk, plan
+from app.downloads.transfer import Downloader, Stopped, Target, bytes_on_disk, plan
 from app.fileio import atomic_write_text
 from app.hub import HubError, RemoteModel, offline
 
 log = logging.getLogger(__name__)
 SPEED_WINDOW = 4.0  # seconds of progress that the speed is averaged over
+
+
+class StopReason(Enum):
+    """Why a running download's worker is being stopped (its ``cancel`` event is set)."""
+
+    PAUSE = "pause"  # keep the bytes; resume later
+    CANCEL = "cancel"  # delete the bytes and forget the download
+    SHUTDOWN = "shutdown"  # Hearth is closing: saved as queued, resumed at the next start
 
 
 class State(str, Enum):
@@ -74,7 +82,7 @@ class _Job:
     paths: list[str] = field(default_factory=list)
     added_at: float = field(default_factory=time.time)
     cancel: threading.Event = field(default_factory=threading.Event)
-    stop_reason: str = ""  # "pause", "cancel" or "shutdown" while a stop is under way
+    stop_reason: StopReason | None = None  # while a stop is under way
     thread: threading.Thread | None = None
     samples: deque[tuple[float, int]] = field(default_factory=deque)
 
@@ -165,7 +173,7 @@ class DownloadManager:
             if job is None:
                 return
             if job.state is State.ACTIVE:
-                job.stop_reason = "pause"
+                job.stop_reason = StopReason.PAUSE
                 job.cancel.set()  # the worker sets PAUSED once it has stopped
             elif job.state is State.QUEUED:
                 job.state = State.PAUSED
@@ -176,8 +184,8 @@ class DownloadManager:
             job = self._jobs.get(id_)
             if job is None:
                 return
-            if job.state is State.ACTIVE and job.stop_reason == "pause":
-                job.stop_reason = ""  # resumed before the pause took effect: it restarts at once
+            if job.state is State.ACTIVE and job.stop_reason is StopReason.PAUSE:
+                job.stop_reason = None  # resumed before the pause took effect: it restarts at once
                 return
             if job.state not in (State.PAUSED, State.FAILED):
                 return
@@ -193,7 +201,7 @@ class DownloadManager:
             if job is None:
                 return
             if job.state is State.ACTIVE:
-                job.stop_reason = "cancel"
+                job.stop_reason = StopReason.CANCEL
                 job.cancel.set()  # the worker deletes the bytes once it has stopped
                 return
             del self._jobs[id_]
@@ -252,7 +260,7 @@ class DownloadManager:
             self._closed = True
             running = [j for j in self._jobs.values() if j.state is State.ACTIVE]
             for job in running:
-                job.stop_reason = "shutdown"
+                job.stop_reason = StopReason.SHUTDOWN
                 job.cancel.set()
             self._save(running_as_queued=True)
         for job in running:
@@ -271,7 +279,7 @@ class DownloadManager:
             if job.state is State.QUEUED:
                 job.state = State.ACTIVE
                 job.cancel = threading.Event()
-                job.stop_reason = ""
+                job.stop_reason = None
                 job.samples.clear()
                 job.thread = threading.Thread(
                     target=self._run, args=(job,), name=f"download {job.id}", daemon=True
@@ -293,7 +301,7 @@ class DownloadManager:
             paths = self._downloader(self._token()).pull(
                 job.model, self.models_dir, self.partial_dir, progress, job.cancel
             )
-        except Cancelled:
+        except Stopped:
             self._stopped(job)
             return
         except HubError as e:
@@ -308,15 +316,15 @@ class DownloadManager:
     def _stopped(self, job: _Job) -> None:
         with self._lock:
             reason = job.stop_reason
-            if reason == "shutdown":
+            if reason is StopReason.SHUTDOWN:
                 return  # saved as queued by shutdown()
-            if reason == "cancel":
+            if reason is StopReason.CANCEL:
                 self._jobs.pop(job.id, None)
                 self._delete_partial(job.model)
                 self._save()
                 self._schedule()
                 return
-            if reason == "pause":
+            if reason is StopReason.PAUSE:
                 job.state = State.PAUSED
             else:  # resumed before the pause took effect
                 job.state = State.QUEUED

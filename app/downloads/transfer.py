@@ -50,8 +50,8 @@ class ChecksumMismatch(DownloadError):
     pass
 
 
-class Cancelled(DownloadError):
-    pass
+class Stopped(DownloadError):
+    """The caller's cancel event stopped the download; the bytes so far stay on disk."""
 
 
 class DiskFullError(DownloadError):
@@ -208,7 +208,7 @@ class Downloader:
                 break
             report(start)
             if cancel.is_set():
-                raise Cancelled("Download paused.")
+                raise Stopped("The download was stopped.")
             wait = self.backoff * 2 ** min(attempts, 6)
             got = 0
             try:
@@ -252,7 +252,7 @@ class Downloader:
                             written += len(chunk)
                             report(written)
                             if cancel.is_set():
-                                raise Cancelled("Download paused.")
+                                raise Stopped("The download was stopped.")
             except (_Retry, OSError, HTTPException) as e:  # dropped, reset, stalled
                 attempts = 0 if got else attempts + 1
                 if attempts >= self.max_attempts:

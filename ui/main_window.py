@@ -366,6 +366,7 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.settings_page.flush()  # a change still settling is saved
         self.chat_page._flush()
         self.downloads.shutdown()  # running downloads resume at the next start
         self.library_pool.waitForDone()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -39,8 +40,21 @@ def _form(box: QGroupBox) -> QFormLayout:
     return form
 
 
+SETTLE_MS = 400
+
+
+def _settle_timer(parent: QObject, then: Callable[[], None]) -> QTimer:
+    timer = QTimer(parent)
+    timer.setSingleShot(True)
+    timer.setInterval(SETTLE_MS)
+    timer.timeout.connect(then)
+    return timer
+
+
 class SettingsPage(QScrollArea):
-    changed = Signal()  # any setting changed; the window saves the settings
+    # Both come once a change has settled (SETTLE_MS without another), not at every keystroke in
+    # a text or number field: each save is an fsync'd write, each engine change a model reload.
+    changed = Signal()  # settings changed; the window saves them
     engine_settings_changed = Signal()  # threads/context/GPU/template: need a reload
     theme_changed = Signal(str)
     folders_changed = Signal()
@@ -53,6 +67,8 @@ class SettingsPage(QScrollArea):
         self.settings = settings
         self.library = library
         self.pool = QThreadPool(self)
+        self._save_soon = _settle_timer(self, self._settled)
+        self._reload_soon = _settle_timer(self, self._engine_settled)
         self.setWidgetResizable(True)
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -227,15 +243,32 @@ class SettingsPage(QScrollArea):
         self.offline.toggled.connect(self._offline_changed)
         self.read_while_typing.toggled.connect(self._read_while_typing_changed)
 
+    def flush(self) -> None:
+        """Say now what is still settling (the window closes)."""
+        if self._save_soon.isActive():
+            self._save_soon.stop()
+            self._settled()
+        if self._reload_soon.isActive():
+            self._reload_soon.stop()
+            self._engine_settled()
+
+    @Slot()
+    def _settled(self) -> None:
+        self.changed.emit()
+
+    @Slot()
+    def _engine_settled(self) -> None:
+        self.engine_settings_changed.emit()
+
     @Slot(bool)
     def _read_while_typing_changed(self, value: bool) -> None:
         self.settings.read_while_typing = value
-        self.changed.emit()
+        self._save_soon.start()
 
     @Slot(bool)
     def _offline_changed(self, value: bool) -> None:
         self.settings.offline = value
-        self.changed.emit()
+        self._save_soon.start()
         self.offline_changed.emit(value)
 
     def _show_token_state(self, note: str = "") -> None:
@@ -319,8 +352,8 @@ class SettingsPage(QScrollArea):
         s.gpu_layers = self.gpu_layers.value()
         s.flash_attention = self.flash.currentData()
         s.chat_template_override = self.template.currentData()
-        self.changed.emit()
-        self.engine_settings_changed.emit()
+        self._save_soon.start()
+        self._reload_soon.start()
 
     @Slot()
     def _sampling_changed(self) -> None:
@@ -333,12 +366,12 @@ class SettingsPage(QScrollArea):
         s.max_tokens = self.max_tokens.value()
         s.seed = self.seed.value()
         self.settings.default_system_prompt = self.system_prompt.toPlainText()
-        self.changed.emit()
+        self._save_soon.start()
 
     @Slot()
     def _theme_changed(self) -> None:
         self.settings.theme = self.theme.currentData()
-        self.changed.emit()
+        self._save_soon.start()
         self.theme_changed.emit(self.settings.theme)
 
     @Slot()

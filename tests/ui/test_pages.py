@@ -10,6 +10,7 @@ from pytestqt.qtbot import QtBot
 from app.context import AppContext
 from tests.ui.conftest import FakeEngine
 from ui.main_window import MainWindow
+from ui.settings_page import SETTLE_MS
 
 
 def test_models_page_lists_loads_and_deletes(
@@ -75,6 +76,8 @@ def test_settings_page_saves(qtbot: QtBot, window: MainWindow) -> None:
     page.theme.setCurrentIndex(page.theme.findData("dark"))
     page.template.setCurrentIndex(page.template.findData("chatml"))
     page.read_while_typing.setChecked(False)
+    with qtbot.waitSignal(page.changed, timeout=5000):
+        pass  # saved once the changes have settled
     saved = json.loads(window.ctx.paths.settings_file.read_text())
     assert saved["read_while_typing"] is False
     assert saved["context_length"] == 8192
@@ -82,6 +85,30 @@ def test_settings_page_saves(qtbot: QtBot, window: MainWindow) -> None:
     assert saved["theme"] == "dark"
     assert saved["chat_template_override"] == "chatml"
     assert window.ctx.load_params().context_length == 8192
+
+
+def test_settings_are_saved_once_typing_settles(qtbot: QtBot, window: MainWindow) -> None:
+    """Not an fsync'd write (nor a model reload) per keystroke."""
+    page = window.settings_page
+    saves: list[bool] = []
+    reloads: list[bool] = []
+    page.changed.connect(lambda: saves.append(True))
+    page.engine_settings_changed.connect(lambda: reloads.append(True))
+    page.system_prompt.setFocus()
+    qtbot.keyClicks(page.system_prompt, "You are terse.")
+    page.context.lineEdit().selectAll()
+    qtbot.keyClicks(page.context, "8192")
+    qtbot.wait(SETTLE_MS * 3)
+    assert (len(saves), len(reloads)) == (1, 1)
+    assert json.loads(window.ctx.paths.settings_file.read_text())["default_system_prompt"] == (
+        "You are terse."
+    )
+    # A change still settling when the window closes is saved.
+    page.temperature.setValue(0.9)
+    window.close()
+    saved = json.loads(window.ctx.paths.settings_file.read_text())
+    assert saved["sampling"]["temperature"] == pytest.approx(0.9)
+    assert saved["context_length"] == 8192
 
 
 def test_settings_folders_go_through_the_library(

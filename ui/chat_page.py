@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -108,6 +109,9 @@ class ChatPage(QWidget):
         self.messages = MessageListModel()
         self._stream: _Stream | None = None
         self._models: list[LibraryModel] = []
+        self._library_known = False  # the first library scan has answered
+        self._wanted = ""  # a model chosen before the picker lists it (a scan is under way)
+        self._send_when_ready = False  # Enter before the models or the engine were ready
 
         self.picker = QComboBox()
         self.picker.setAccessibleName("Model")
@@ -170,6 +174,7 @@ class ChatPage(QWidget):
     def set_models(self, models: list[LibraryModel]) -> None:
         current = self.current_model_path()
         self._models = [m for m in models if m.usable]
+        self._library_known = True
         self.picker.clear()
         for m in self._models:
             self.picker.addItem(m.name, str(m.path))
@@ -185,6 +190,7 @@ class ChatPage(QWidget):
             default = self.ctx.default_model(self._models)
             i = self.picker.findData(str(default.path)) if default else 0
         self.picker.setCurrentIndex(max(i, 0))
+        self._wanted = ""
         self._update_empty_text()
         if (
             self.current_model_path()
@@ -192,28 +198,47 @@ class ChatPage(QWidget):
             and not self.engine.loading_path
         ):
             self.load_current_model()
+        if self._send_when_ready:
+            self._send_when_ready = False
+            self.send()
 
     def current_model_path(self) -> str:
-        return cast(str, self.picker.currentData() or "")
+        """The model of the chat shown: the picker's, or one chosen before the picker lists it."""
+        return self._wanted or cast(str, self.picker.currentData() or "")
 
     def current_model_name(self) -> str:
+        if self._wanted:
+            return Path(self._wanted).stem
         return self.picker.currentText() if self.current_model_path() else ""
 
     def load_current_model(self) -> None:
+        """Have the engine hold the shown chat's model; while a reply streams (perhaps in
+        another chat) it waits for the reply's end."""
         path = self.current_model_path()
-        if path:
+        if path and not self.engine.generating:
             self.engine.load(path, self.ctx.load_params())
 
-    @Slot(int)
-    def _on_model_chosen(self, _index: int) -> None:
-        path = self.current_model_path()
-        if not path:
-            return
+    def choose_model(self, path: str) -> None:
+        """Use the model at ``path`` for the chat shown and for new chats. The one way a model is
+        chosen: the picker, the Models page's Load, a finished download's Chat button."""
+        i = self.picker.findData(path)
+        if i >= 0:
+            self.picker.setCurrentIndex(i)
+            self._wanted = ""
+        else:
+            self._wanted = path  # listed once the library scan under way answers
         self.ctx.settings.last_model = path
         self.ctx.save_settings()
         if self.conversation is not None:
             self.store.update_conversation(self.conversation.id, model=path)
+        self._update_empty_text()
         self.load_current_model()
+
+    @Slot(int)
+    def _on_model_chosen(self, index: int) -> None:
+        path = self.picker.itemData(index)
+        if path:
+            self.choose_model(path)
 
     @Slot(str)
     def _on_loading(self, path: str) -> None:
@@ -261,6 +286,7 @@ class ChatPage(QWidget):
                 self.picker.setCurrentIndex(i)
                 self.load_current_model()
         self._update_empty_text()
+        self._update_send_button()
         self.input.setFocus()
         if self.conversation is None:
             self._prepare_next()
@@ -310,7 +336,7 @@ class ChatPage(QWidget):
 
     @Slot()
     def _on_send_clicked(self) -> None:
-        if self.engine.generating:
+        if self.engine.generating and self._stream_row() >= 0:
             self.stop()
         else:
             self.send()
@@ -318,14 +344,26 @@ class ChatPage(QWidget):
     @Slot()
     def send(self) -> None:
         text = self.input.toPlainText().strip()
-        if not text or self.engine.generating:
+        if not text:
+            return
+        if self.engine.generating:  # one reply at a time: this message goes after it
+            self._send_when_ready = True
+            where = "this chat" if self._stream_row() >= 0 else "another chat"
+            self.status.setText(
+                f"Your message is sent when the reply in {where} ends (Esc stops that reply)."
+            )
             return
         path = self.current_model_path()
+        if not path and not self._library_known:  # the first second after launch
+            self._send_when_ready = True
+            self.status.setText("Getting the models ready — your message goes in a moment.")
+            return
         if not path:
             self.status.setText(
                 "<span style='color:#d04040'>Add a model on the Models page first.</span>"
             )
             return
+        self._send_when_ready = False
         self.input.clear()
         turn = Turn.start(
             self.store,
@@ -351,9 +389,21 @@ class ChatPage(QWidget):
         self.engine.stop()
 
     @Slot(bool)
-    def _on_busy(self, busy: bool) -> None:
-        self.send_button.setText("Stop" if busy else "Send")
-        self.send_button.setToolTip("Stop the reply (Esc)" if busy else "Send (Enter)")
+    def _on_busy(self, _busy: bool) -> None:
+        self._update_send_button()
+
+    def _update_send_button(self) -> None:
+        """Stop while the chat shown is replying; Send otherwise, also while another chat
+        replies (the message then waits for that reply, and says so)."""
+        replying_here = self.engine.generating and self._stream_row() >= 0
+        self.send_button.setText("Stop" if replying_here else "Send")
+        self.send_button.setToolTip("Stop the reply (Esc)" if replying_here else "Send (Enter)")
+
+    def replying_conversation(self) -> int | None:
+        """The conversation whose reply is streaming, if any (the sidebar marks it)."""
+        return (
+            self._stream.conversation_id if self._stream and not self._stream.turn.ended else None
+        )
 
     def _stream_row(self) -> int:
         s = self._stream
@@ -392,13 +442,22 @@ class ChatPage(QWidget):
             self._stream.turn.save()
 
     def _ended(self) -> None:
-        """The turn has ended: the next reply gets ready; the view follows once it shows all."""
+        """The turn has ended: the engine takes the shown chat's model (if another chat was
+        replying), a message that waited is sent, or the next reply gets ready; the view
+        follows once it shows all."""
         s = self._stream
         assert s is not None
         self._flush_timer.stop()
-        self._prepare_next()
         if not s.unshown:
             self._end_stream()
+        self.conversation_changed.emit(s.conversation_id)  # its mark in the sidebar goes
+        if self.engine.loaded_path != self.current_model_path():
+            self.load_current_model()
+        if self._send_when_ready:
+            self._send_when_ready = False
+            QTimer.singleShot(0, self.send)  # after the engine has said it is idle
+        else:
+            self._prepare_next()
 
     def _end_stream(self) -> None:
         s = self._stream

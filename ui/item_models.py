@@ -28,12 +28,14 @@ _ROOT = QModelIndex()
 class ConversationRole(enum.IntEnum):
     Id = Qt.ItemDataRole.UserRole + 1
     UpdatedAt = enum.auto()
+    Replying = enum.auto()  # its reply is streaming
 
 
 class ConversationListModel(QAbstractListModel):
     def __init__(self) -> None:
         super().__init__()
         self._items: list[Conversation] = []
+        self._replying: int | None = None
 
     def rowCount(self, parent: _Index = _ROOT) -> int:
         return 0 if parent.isValid() else len(self._items)
@@ -42,8 +44,12 @@ class ConversationListModel(QAbstractListModel):
         if not index.isValid() or not 0 <= index.row() < len(self._items):
             return None
         c = self._items[index.row()]
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{c.title}  · replying…" if c.id == self._replying else c.title
+        if role == Qt.ItemDataRole.EditRole:
             return c.title
+        if role == ConversationRole.Replying:
+            return c.id == self._replying
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{c.title}\n{time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}"
         if role == ConversationRole.Id:
@@ -57,11 +63,14 @@ class ConversationListModel(QAbstractListModel):
             **super().roleNames(),
             ConversationRole.Id: b"id",
             ConversationRole.UpdatedAt: b"updated",
+            ConversationRole.Replying: b"replying",
         }
 
-    def set_conversations(self, items: list[Conversation]) -> None:
+    def set_conversations(self, items: list[Conversation], replying: int | None = None) -> None:
+        """The conversations, newest first; ``replying`` is the one whose reply streams."""
         self.beginResetModel()
         self._items = list(items)
+        self._replying = replying
         self.endResetModel()
 
     def row_of(self, conversation_id: int) -> int:

@@ -182,7 +182,9 @@ class MainWindow(QMainWindow):
     # conversations
 
     def reload_conversations(self) -> None:
-        self.conversations.set_conversations(self.store.conversations())
+        self.conversations.set_conversations(
+            self.store.conversations(), replying=self.chat_page.replying_conversation()
+        )
         current = self.chat_page.conversation
         row = self.conversations.row_of(current.id) if current else -1
         if row >= 0:
@@ -290,12 +292,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _load_model(self, path: str) -> None:
-        i = self.chat_page.picker.findData(path)
-        if i >= 0:
-            self.chat_page.picker.setCurrentIndex(i)
-        self.ctx.settings.last_model = path
-        self.ctx.save_settings()
-        self.engine.load(path, self.ctx.load_params())
+        self.chat_page.choose_model(path)
 
     @Slot(object)
     def _on_model_loaded(self, info: LoadedModel) -> None:
@@ -333,11 +330,9 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def chat_with(self, path: str) -> None:
         """A new chat with the model at ``path`` (e.g. one just downloaded)."""
-        self.ctx.settings.last_model = path
-        self.ctx.save_settings()
         self.new_chat()
+        self.chat_page.choose_model(path)
         self.refresh_library()
-        self.engine.load(path, self.ctx.load_params())
 
     @Slot(int)
     def _concurrency_changed(self, n: int) -> None:

@@ -84,8 +84,15 @@ def main() -> None:
     flash = supports_gpu_offload()  # Hearth's default: flash attention with a GPU, off on the CPU
     repeats = 1 if args.quick else 3
     print(f"model {model.name}, {args.threads} threads; {machine()}")
+    from app.engine.process import fast_kernels_work
+    from bench._common import safe_mode_memory
+
+    # In this process: where llama.cpp's fast CPU kernels fault, safe mode (tried in an engine
+    # process first), or the fault would end the benchmark without its figure.
+    safe = not fast_kernels_work(str(model), safe_mode_memory(), args.threads)
     engine = LlamaCppEngine()
-    engine.load(str(model), LoadParams(context_length=8192, threads=args.threads))
+    engine.load(str(model), LoadParams(context_length=8192, threads=args.threads, safe_cpu=safe))
+    print(f"CPU mode: {'safe' if safe else 'fast'}")
     sampling = Sampling(temperature=0, max_tokens=32 if args.quick else 48, repeat_penalty=1.0)
     runs: dict[str, list[dict[int, tuple[float, int, int]]]] = {w: [] for w in WAYS}
     for _ in range(repeats):

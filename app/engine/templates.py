@@ -3,9 +3,14 @@ clearly reported fallback when the model has none.
 
 llama-cpp-python silently falls back to the llama-2 format when a model has no template; Hearth
 says so instead, uses ChatML (what most modern small models were tuned on), and lets Settings pick.
+``ChatTemplate`` applies the one picked to a conversation.
 """
 
 from __future__ import annotations
+
+from typing import Any, cast
+
+from app.engine.types import ChatMessage, EngineError
 
 BUILTIN_TEMPLATES: dict[str, str] = {
     "chatml": (
@@ -58,3 +63,36 @@ def resolve_template(model_template: str | None, override: str) -> tuple[str, st
     if model_template:
         return model_template, "model", "model's own"
     return BUILTIN_TEMPLATES[FALLBACK], "fallback", FALLBACK
+
+
+class ChatTemplate:
+    """A compiled chat template: conversations to the prompt text the model was tuned on.
+
+    Keeps the last conversation formatted and its text: a chat sending what was prepared while
+    the user typed does not render the template again.
+
+    Raises:
+        Exception: whatever Jinja2 raises for a template that does not compile.
+    """
+
+    def __init__(self, template: str, bos_text: str, eos_text: str) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # loads with llama.cpp
+
+        self._formatter: Any = Jinja2ChatFormatter(template, eos_token=eos_text, bos_token=bos_text)
+        self._last: tuple[list[ChatMessage], str] | None = None
+
+    def render(self, messages: list[ChatMessage]) -> str:
+        """The template applied to ``messages``, with the assistant's header to reply after."""
+        prompt: str = self._formatter(messages=messages).prompt
+        return prompt
+
+    def format(self, messages: list[ChatMessage]) -> str:
+        """``render``, once per conversation; EngineError when the template rejects it."""
+        if self._last is not None and self._last[0] == messages:
+            return self._last[1]
+        try:
+            prompt = self.render(messages)
+        except Exception as e:
+            raise EngineError(f"The model's chat template rejected the conversation: {e}") from None
+        self._last = ([cast(ChatMessage, dict(m)) for m in messages], prompt)
+        return prompt

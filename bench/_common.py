@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from app.engine.cpu_safety import SafeModeMemory
+    from app.engine.process import ProcessEngine
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 CACHE = Path(os.environ.get("HEARTH_BENCH_CACHE", Path.home() / ".cache" / "hearth-bench"))
+# The engine's fault injection (app/engine/native.py): "evaluate" or "load", with
+# ":always" also in safe CPU mode. llama-bench, native code, cannot read it, so the benchmarks
+# simulate its crash themselves (see ``llama_bench_results``).
+INJECTED_FAULT = os.environ.get("HEARTH_INJECT_CPU_FAULT", "")
+LLAMA_BENCH_TIMEOUT = 600  # seconds for one llama-bench run (a full prompt run of the 1.2B model)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -60,6 +75,106 @@ def machine() -> str:
 def figure(name: str, value: float | str, target: str) -> None:
     shown = f"{value:.3f}" if isinstance(value, float) else value
     print(f"{name}: {shown} (target {target})")
+
+
+def fail(reason: str) -> NoReturn:
+    """End the benchmark now with a one-line reason on stderr and a non-zero exit."""
+    sys.stdout.flush()
+    sys.exit(f"bench: {reason}")
+
+
+def end_engine_processes() -> None:
+    """Kill the engine processes this benchmark started (multiprocessing's children)."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, what: str) -> Iterator[None]:
+    """End the benchmark with a reason if the block takes longer than ``seconds``: a guard for
+    waits that have no timeout of their own (a pipe, native code, a Qt event loop)."""
+
+    def expire() -> None:
+        sys.stdout.flush()
+        print(f"bench: {what}: nothing after {seconds:.0f} s", file=sys.stderr, flush=True)
+        end_engine_processes()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def exit_reason(returncode: int) -> str:
+    """How a process ended, in words: "killed by SIGILL" or "exit code 2"."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+_temp_dir: Path | None = None
+
+
+def temp_dir() -> Path:
+    """A folder of this run's own, removed at exit."""
+    global _temp_dir
+    if _temp_dir is None:
+        _temp_dir = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
+        atexit.register(shutil.rmtree, _temp_dir, ignore_errors=True)
+    return _temp_dir
+
+
+_memory: SafeModeMemory | None = None
+
+
+def safe_mode_memory() -> SafeModeMemory:
+    """What Hearth remembers about safe CPU mode on this machine, as the app's engine reads it;
+    under fault injection one of this run's own, so a simulated fault is not remembered for
+    real runs (nor a real one forgotten)."""
+    global _memory
+    if _memory is None:
+        from app.engine.cpu_safety import SafeModeMemory
+        from app.paths import get_paths
+
+        real = get_paths().safe_mode_file
+        _memory = SafeModeMemory(temp_dir() / real.name if INJECTED_FAULT else real)
+    return _memory
+
+
+def bench_engine(safe_cpu: bool = False) -> ProcessEngine:
+    """Hearth's engine as the app makes it (``app.engine.process.local_engine``), remembering
+    safe CPU mode in ``safe_mode_memory()``; with ``safe_cpu``, every load is in safe CPU mode,
+    whatever the settings' load parameters say."""
+    from app.engine.cpu_safety import SafeModeMemory
+    from app.engine.process import ProcessEngine
+    from app.paths import get_paths
+
+    memory = safe_mode_memory()
+    if safe_cpu:
+
+        class AlwaysSafe(SafeModeMemory):
+            def needed(self) -> bool:
+                return True
+
+            def remember(self, reason: str) -> None:
+                pass
+
+        memory = AlwaysSafe(memory.path)
+    return ProcessEngine(log_file=str(get_paths().engine_log_file), safe_mode=memory)
 
 
 def llama_cpp_lib_dir() -> Path:
@@ -149,18 +264,97 @@ def llama_bench_env() -> dict[str, str]:
     return env
 
 
+# Whether llama-bench runs without llama.cpp's extra buffer types (``--repack 0``, what Hearth's
+# safe CPU mode does): set once a run with them died from a CPU fault, or by ``choose_cpu_mode``.
+_safe_cpu = False
+
+
+def safe_cpu() -> bool:
+    """Whether this run compares in safe CPU mode (see ``choose_cpu_mode``)."""
+    return _safe_cpu
+
+
+def _run_llama_bench(command: list[str], safe: bool) -> subprocess.CompletedProcess[str]:
+    place, _, when = INJECTED_FAULT.partition(":")
+    if place in ("evaluate", "load") and (when == "always" or not safe):
+        # The machine the injection simulates: llama-bench's kernels crash there too.
+        command = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGILL)"]
+    try:
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=llama_bench_env(),
+            timeout=LLAMA_BENCH_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        fail(f"llama-bench gave no result in {LLAMA_BENCH_TIMEOUT} s: {' '.join(command[1:])}")
+
+
+def llama_bench_results(
+    model: Path, threads: int, flash: bool, *args: str, repack: bool | None = None
+) -> list[dict[str, Any]]:
+    """llama-bench's JSON results (one per test) on the installed package's libraries.
+
+    ``repack``: with (``--repack 1``) or without (``--repack 0``) llama.cpp's extra buffer types;
+    by default with them unless they crashed llama-bench before, and a run in which they crash
+    (a CPU fault, as AMX kernels in some VMs) is run again without them, as Hearth's engine
+    falls back to safe CPU mode. Any other failure ends the benchmark with the reason.
+    """
+    global _safe_cpu
+    command = [str(llama_bench()), "-m", str(model), "-t", str(threads), "-fa", str(int(flash))]
+    command += [*args, "-o", "json"]
+    safe = not repack if repack is not None else _safe_cpu
+    out = _run_llama_bench([*command, "--repack", str(int(not safe))], safe)
+    from app.engine.cpu_safety import is_cpu_fault
+
+    if repack is None and not safe and is_cpu_fault(out.returncode):
+        print(
+            f"llama-bench was {exit_reason(out.returncode)} with llama.cpp's extra buffer types; "
+            "from here on it runs with --repack 0 (safe CPU mode)",
+            file=sys.stderr,
+            flush=True,
+        )
+        _safe_cpu = safe = True
+        out = _run_llama_bench([*command, "--repack", "0"], safe)
+    if out.returncode != 0:
+        mode = "with --repack 0 (safe CPU mode)" if safe else "with --repack 1"
+        detail = last_line(out.stderr)
+        fail(
+            f"llama-bench {mode} failed ({exit_reason(out.returncode)})"
+            + (f": {detail}" if detail else "")
+        )
+    try:
+        results: list[dict[str, Any]] = json.loads(out.stdout)
+    except ValueError:
+        fail(f"llama-bench's output is not JSON: {last_line(out.stdout)!r}")
+    if not results:
+        fail(f"llama-bench gave no results for {' '.join(args)}")
+    return results
+
+
 def _llama_bench(model: Path, threads: int, flash: bool, *args: str) -> dict[str, float]:
     """One llama-bench measurement (its JSON result) on the installed package's libraries."""
-    command = [str(llama_bench()), "-m", str(model), "-t", str(threads), "-fa", str(int(flash))]
-    out = subprocess.run(
-        [*command, *args, "-o", "json"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=llama_bench_env(),
-    ).stdout
-    result: dict[str, float] = json.loads(out)[0]
+    result: dict[str, float] = llama_bench_results(model, threads, flash, *args)[0]
     return result
+
+
+def choose_cpu_mode(model: Path, threads: int, flash: bool) -> bool:
+    """Whether llama-bench and Hearth are compared in safe CPU mode: where Hearth remembers that
+    this machine needs it, or where llama-bench crashes with llama.cpp's extra buffer types
+    (tried on a short prompt). Prints the mode."""
+    global _safe_cpu
+    if safe_mode_memory().needed():
+        _safe_cpu = True
+        why = "Hearth remembers that this machine needs it"
+    else:
+        llama_bench_results(model, threads, flash, "-p", "16", "-n", "1", "-r", "1")
+        why = "llama-bench crashed without it" if _safe_cpu else ""
+    if _safe_cpu:
+        print(f"CPU mode compared: safe (llama-bench --repack 0, Hearth safe_cpu=True): {why}")
+    else:
+        print("CPU mode compared: fast (llama.cpp's extra buffer types on both sides)")
+    return _safe_cpu
 
 
 def llama_bench_tg(model: Path, threads: int, n_gen: int, flash: bool, depth: int = 0) -> float:

@@ -3,6 +3,7 @@ unloading the starter model (memory must come back)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,17 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import figure, machine, median, model_path, parser, rss_mb
+from bench._common import (
+    exit_reason,
+    fail,
+    figure,
+    last_line,
+    machine,
+    median,
+    model_path,
+    parser,
+    safe_mode_memory,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BARE = """
@@ -45,11 +56,74 @@ app.exec()
 """
 
 
+# Memory taken by loading a model and given back by unloading it, measured in a process of its
+# own: llama.cpp's kernels may crash on this processor (SIGILL), and must not take the benchmark
+# with them. Prints a JSON object.
+ENGINE_MEMORY = """
+import json, sys, threading
+from app.engine.llama_cpp_engine import LlamaCppEngine, llama
+from app.engine.types import LoadParams
+from app.settings import Sampling
+from bench._common import rss_mb
+model, threads, safe = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+llama()  # the native library's own footprint is not the model's
+engine = LlamaCppEngine()
+before = rss_mb()
+engine.load(model, LoadParams(context_length=4096, threads=threads, safe_cpu=safe))
+# mmap'd weights count in RSS once touched: evaluate a prompt so they are.
+list(engine.chat([{"role": "user", "content": "Hi"}], Sampling(max_tokens=4), threading.Event()))
+loaded = rss_mb()
+engine.unload()
+print(json.dumps({"before": before, "loaded": loaded, "after": rss_mb()}))
+"""
+ENGINE_SECONDS = 180  # to load, reply and unload (the 1.2B model takes a few seconds)
+
+
 def run(code: str, env: dict[str, str]) -> list[float]:
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True
-    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        fail("a window did not show within 60 s")
+    if out.returncode != 0:
+        fail(f"a window did not show ({exit_reason(out.returncode)}): {last_line(out.stderr)}")
     return [float(x) for x in out.stdout.split()]
+
+
+class EngineFailed(Exception):
+    """The engine's memory could not be measured; ``returncode`` None when it did not end."""
+
+    def __init__(self, reason: str, returncode: int | None) -> None:
+        super().__init__(reason)
+        self.returncode = returncode
+
+
+def engine_memory(model: Path, threads: int, safe: bool) -> dict[str, float]:
+    """RSS before loading, loaded and after unloading (MB), measured in a process of its own."""
+    command = [sys.executable, "-c", ENGINE_MEMORY, str(model), str(threads), str(int(safe))]
+    try:
+        out = subprocess.run(
+            command, capture_output=True, text=True, cwd=ROOT, timeout=ENGINE_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        raise EngineFailed(f"the engine gave no result within {ENGINE_SECONDS} s", None) from None
+    if out.returncode != 0:
+        reason = f"the engine process was {exit_reason(out.returncode)}"
+        detail = last_line(out.stderr)
+        if detail and out.returncode > 0:  # a Python error: its last line says what
+            reason += f": {detail}"
+        raise EngineFailed(reason, out.returncode)
+    try:
+        result: dict[str, float] = json.loads(last_line(out.stdout))
+    except ValueError:
+        raise EngineFailed(f"the engine printed no result: {last_line(out.stdout)!r}", 0) from None
+    return result
 
 
 def main() -> None:
@@ -79,33 +153,38 @@ def main() -> None:
     )
     print(f"idle RSS after the window is shown: {median(rss):.0f} MB")
 
-    from app.engine.llama_cpp_engine import LlamaCppEngine, llama
-    from app.engine.types import LoadParams
+    from app.engine.cpu_safety import is_cpu_fault
 
-    llama()  # the native library's own footprint is not the model's
-    engine = LlamaCppEngine()
     model = model_path(args.model)
-    before = rss_mb()
-    engine.load(str(model), LoadParams(context_length=4096, threads=args.threads))
-    # mmap'd weights count in RSS once touched: evaluate a prompt so they are.
-    import threading
-
-    from app.settings import Sampling
-
-    list(
-        engine.chat([{"role": "user", "content": "Hi"}], Sampling(max_tokens=4), threading.Event())
-    )
-    loaded = rss_mb()
-    engine.unload()
-    after = rss_mb()
+    # In the mode the app loads models in on this machine; in safe CPU mode if the fast kernels
+    # crash, as the app's engine then falls back.
+    safe = safe_mode_memory().needed()
+    failure = ""
+    try:
+        try:
+            memory = engine_memory(model, args.threads, safe)
+        except EngineFailed as e:
+            if safe or not is_cpu_fault(e.returncode):
+                raise
+            print(f"engine: {e}; measuring again in safe CPU mode", file=sys.stderr, flush=True)
+            safe = True
+            memory = engine_memory(model, args.threads, safe)
+    except EngineFailed as e:
+        failure = f"{e}{' in safe CPU mode' if safe else ''}"
+        print(f"bench: {failure}", file=sys.stderr, flush=True)
+    figure("window shown (s)", median(hearth), "< 0.8")
+    figure("idle RSS (MB)", median(rss), "< 200")
+    if failure:
+        figure("memory returned on unload", f"not measured ({failure})", ">= 0.90")
+        sys.exit(1)
+    before, loaded, after = memory["before"], memory["loaded"], memory["after"]
     took = loaded - before
     returned = (loaded - after) / took if took > 0 else float("nan")
     print(
-        f"RSS with {model.name}: before {before:.0f} MB, loaded {loaded:.0f} MB, unloaded {after:.0f} MB "
+        f"RSS with {model.name}{' (safe CPU mode)' if safe else ''}: before {before:.0f} MB, "
+        f"loaded {loaded:.0f} MB, unloaded {after:.0f} MB "
         f"(returned {returned:.0%} of the {took:.0f} MB load took)"
     )
-    figure("window shown (s)", median(hearth), "< 0.8")
-    figure("idle RSS (MB)", median(rss), "< 200")
     figure("memory returned on unload", returned, ">= 0.90")
 
 

@@ -260,15 +260,21 @@ class SettingsPage(QScrollArea):
     def _engine_settled(self) -> None:
         self.engine_settings_changed.emit()
 
+    def _save_now(self) -> None:
+        """Switches save at once (one click is one change; offline mode must hold before the
+        next request)."""
+        self._save_soon.stop()
+        self._settled()
+
     @Slot(bool)
     def _read_while_typing_changed(self, value: bool) -> None:
         self.settings.read_while_typing = value
-        self._save_soon.start()
+        self._save_now()
 
     @Slot(bool)
     def _offline_changed(self, value: bool) -> None:
         self.settings.offline = value
-        self._save_soon.start()
+        self._save_now()
         self.offline_changed.emit(value)
 
     def _show_token_state(self, note: str = "") -> None:
@@ -371,7 +377,7 @@ class SettingsPage(QScrollArea):
     @Slot()
     def _theme_changed(self) -> None:
         self.settings.theme = self.theme.currentData()
-        self._save_soon.start()
+        self._save_now()
         self.theme_changed.emit(self.settings.theme)
 
     @Slot()

@@ -76,9 +76,10 @@ def test_settings_page_saves(qtbot: QtBot, window: MainWindow) -> None:
     page.theme.setCurrentIndex(page.theme.findData("dark"))
     page.template.setCurrentIndex(page.template.findData("chatml"))
     page.read_while_typing.setChecked(False)
-    with qtbot.waitSignal(page.changed, timeout=5000):
-        pass  # saved once the changes have settled
-    saved = json.loads(window.ctx.paths.settings_file.read_text())
+    # Switches save at once (the checkbox above), a number typed once it has settled.
+    file = window.ctx.paths.settings_file
+    qtbot.waitUntil(lambda: json.loads(file.read_text())["context_length"] == 8192, timeout=5000)
+    saved = json.loads(file.read_text())
     assert saved["read_while_typing"] is False
     assert saved["context_length"] == 8192
     assert saved["sampling"]["temperature"] == pytest.approx(0.3)

@@ -23,6 +23,20 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from app.engine.cpu_safety import DOES_NOT_FIT, SAFE_MODE_NOTICE, SafeModeMemory, is_cpu_fault
+from app.engine.pipe import (
+    Answer,
+    Chat,
+    Command,
+    Delta,
+    Done,
+    Failed,
+    Load,
+    Loaded,
+    Prepare,
+    Quit,
+    Unload,
+    Unloaded,
+)
 from app.engine.types import (
     ChatMessage,
     EngineError,
@@ -63,42 +77,41 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
     from app.engine.llama_cpp_engine import LlamaCppEngine
 
     engine = LlamaCppEngine()
-    waiting: list[tuple[Any, ...]] = []  # a command that arrived while preparing
+    waiting: list[Command] = []  # a command that arrived while preparing
     while True:
         try:
-            command, *args = waiting.pop() if waiting else conn.recv()
+            command: Command = waiting.pop() if waiting else conn.recv()
         except (EOFError, OSError):
             return
         try:
-            if command == "load":
-                path, params = args
-                conn.send(("loaded", engine.load(path, params, cancel)))
-            elif command == "unload":
-                engine.unload()
-                conn.send(("unloaded",))
-            elif command == "chat":
-                messages, sampling = args
-                _stream_reply(conn, engine.chat(messages, sampling, cancel))
-            elif command == "prepare":  # no answer: the parent does not wait for it
-                engine.prepare(args[0], _preparation_stopper(conn, cancel, args[0], waiting))
-            elif command == "quit":
-                engine.unload()
-                return
+            match command:
+                case Load(path, params):
+                    conn.send(Loaded(engine.load(path, params, cancel)))
+                case Unload():
+                    engine.unload()
+                    conn.send(Unloaded())
+                case Chat(messages, sampling):
+                    _stream_reply(conn, engine.chat(messages, sampling, cancel))
+                case Prepare(messages):  # no answer: the parent does not wait for it
+                    engine.prepare(messages, _preparation_stopper(conn, cancel, messages, waiting))
+                case Quit():
+                    engine.unload()
+                    return
         except (BrokenPipeError, ConnectionResetError):  # the app is gone (killed, say)
             return
         except EngineError as e:
-            if command == "prepare":  # only a speed-up; nobody waits for an answer
+            if isinstance(command, Prepare):  # only a speed-up; nobody waits for an answer
                 log.info("preparing the next prompt failed: %s", e)
             else:
-                conn.send(("error", str(e)))
+                conn.send(Failed(str(e)))
         except Exception as e:  # keep serving; the parent shows the message
-            log.exception("engine command %s failed", command)
-            if command != "prepare":
-                conn.send(("error", f"The engine failed unexpectedly: {e}"))
+            log.exception("engine command %s failed", type(command).__name__)
+            if not isinstance(command, Prepare):
+                conn.send(Failed(f"The engine failed unexpectedly: {e}"))
 
 
 def _preparation_stopper(
-    conn: Connection, cancel: Any, conversation: list[ChatMessage], waiting: list[tuple[Any, ...]]
+    conn: Connection, cancel: Any, conversation: list[ChatMessage], waiting: list[Command]
 ) -> Callable[[], bool]:
     """When to stop preparing ``conversation``: once a command arrives (it is kept in
     ``waiting``), unless it is a chat that continues the conversation, which needs what is being
@@ -118,12 +131,12 @@ def _preparation_stopper(
     return stop
 
 
-def continues(command: tuple[Any, ...], conversation: list[ChatMessage]) -> bool:
+def continues(command: Command, conversation: list[ChatMessage]) -> bool:
     """Whether a command is a chat that continues what is being prepared: its messages start
     with ``conversation``, where a last user message (a draft) may have grown since."""
-    if command[0] != "chat":
+    if not isinstance(command, Chat):
         return False
-    messages: list[ChatMessage] = command[1]
+    messages = command.messages
     if not conversation or conversation[-1]["role"] != "user":
         return messages[: len(conversation)] == conversation
     *settled, draft = conversation
@@ -138,8 +151,8 @@ def _stream_reply(conn: Connection, reply: Reply) -> None:
     wakes 25 times a second instead of once per token (its CPU time is taken from llama.cpp's
     threads when every core generates)."""
     for text in coalesce(reply, SEND_INTERVAL):
-        conn.send(("delta", text))
-    conn.send(("done", reply.stats))
+        conn.send(Delta(text))
+    conn.send(Done(reply.stats))
 
 
 class _EngineDied(Exception):
@@ -196,7 +209,7 @@ class ProcessEngine:
         assert self._conn is not None
         return self._conn
 
-    def _receive(self, cancel: threading.Event | None) -> tuple[Any, ...]:
+    def _receive(self, cancel: threading.Event | None) -> Answer:
         conn = self._conn
         assert conn is not None
         while True:
@@ -207,8 +220,8 @@ class ProcessEngine:
                 break
             if not self._proc.is_alive() and not conn.poll(0):
                 raise EOFError
-        message: tuple[Any, ...] = conn.recv()
-        return message
+        answer: Answer = conn.recv()
+        return answer
 
     def _died(self) -> _EngineDied:
         """Forget the dead process and say how it ended."""
@@ -247,16 +260,16 @@ class ProcessEngine:
         conn = self._ensure()
         self._cancel.clear()
         try:
-            conn.send(("load", path, params))
-            kind, *rest = self._receive(cancel)
+            conn.send(Load(path, params))
+            answer = self._receive(cancel)
         except (EOFError, OSError):
             raise self._died() from None
-        if kind == "error":
+        if not isinstance(answer, Loaded):
             self._loaded = None
-            raise EngineError(rest[0])
-        self._loaded = rest[0]
+            raise EngineError(answer.message if isinstance(answer, Failed) else str(answer))
+        self._loaded = answer.model
         self._reload_after_crash = False
-        return rest[0]  # type: ignore[no-any-return]
+        return answer.model
 
     def _load(self, path: str, params: LoadParams, cancel: threading.Event | None) -> LoadedModel:
         """Load, in safe CPU mode where it is known to be needed, or after the fast kernels
@@ -293,7 +306,7 @@ class ProcessEngine:
             self._loaded = None
             return
         try:
-            self._conn.send(("unload",))
+            self._conn.send(Unload())
             self._receive(None)
         except (EOFError, OSError):
             self._proc = None
@@ -302,7 +315,7 @@ class ProcessEngine:
     def close(self) -> None:
         if self._proc is not None and self._proc.is_alive() and self._conn is not None:
             with contextlib.suppress(OSError):
-                self._conn.send(("quit",))
+                self._conn.send(Quit())
             self._proc.join(5)
             if self._proc.is_alive():
                 self._proc.kill()
@@ -328,7 +341,7 @@ class ProcessEngine:
         if self._loaded is None or self._conn is None or not self._proc.is_alive():
             return
         with contextlib.suppress(OSError):  # a crash shows with the next real command
-            self._conn.send(("prepare", messages))
+            self._conn.send(Prepare(messages))
 
     def chat(
         self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
@@ -393,19 +406,17 @@ class ProcessEngine:
         self._cancel.clear()
         finished = False
         try:
-            conn.send(("chat", messages, sampling))
+            conn.send(Chat(messages, sampling))
             while True:
-                kind, *rest = self._receive(cancel)
-                if kind == "delta":
-                    yield rest[0]
-                elif kind == "done":
-                    finished = True
-                    for f in fields(GenerationStats):
-                        setattr(stats, f.name, getattr(rest[0], f.name))
+                answer = self._receive(cancel)
+                if isinstance(answer, Delta):
+                    yield answer.text
+                    continue
+                finished = True
+                if isinstance(answer, Done):
+                    _copy_stats(answer.stats, stats)
                     return
-                else:
-                    finished = True
-                    raise EngineError(rest[0])
+                raise EngineError(answer.message if isinstance(answer, Failed) else str(answer))
         except (EOFError, OSError):
             finished = True
             raise self._died() from None
@@ -425,12 +436,11 @@ class ProcessEngine:
                     if self._proc is None or not self._proc.is_alive():
                         break
                     continue
-                kind, *rest = conn.recv()
-                if kind == "done":
-                    for f in fields(GenerationStats):
-                        setattr(stats, f.name, getattr(rest[0], f.name))
+                answer: Answer = conn.recv()
+                if isinstance(answer, Done):
+                    _copy_stats(answer.stats, stats)
                     return
-                if kind == "error":
+                if isinstance(answer, Failed):
                     return
         except (EOFError, OSError):
             pass
@@ -438,6 +448,12 @@ class ProcessEngine:
         if self._proc is not None and self._proc.is_alive():
             self._proc.kill()
         self._died()
+
+
+def _copy_stats(source: GenerationStats, target: GenerationStats) -> None:
+    """Fill the stats a caller holds (``Reply.stats``) with those the engine process sent."""
+    for f in fields(GenerationStats):
+        setattr(target, f.name, getattr(source, f.name))
 
 
 def local_engine(paths: Paths) -> ProcessEngine:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.engine.pipe import Chat, Load, Unload
 from app.engine.process import CRASHED, ProcessEngine, continues
 from app.engine.types import EngineError, LoadParams
 from app.settings import Sampling
@@ -111,33 +112,29 @@ def test_preparing_goes_on_only_for_a_chat_that_continues_the_conversation() -> 
     prepared = [system, asked, answered]
     sampling = Sampling()
     follow_up = [*prepared, {"role": "user", "content": "more"}]
-    assert continues(("chat", follow_up, sampling), prepared)
-    assert continues(("chat", [system, {"role": "user", "content": "new"}], sampling), [system])
+    assert continues(Chat(follow_up, sampling), prepared)
+    assert continues(Chat([system, {"role": "user", "content": "new"}], sampling), [system])
     # Another conversation, an edited earlier message, or another command: stop preparing.
     other = [{"role": "user", "content": "elsewhere"}, {"role": "user", "content": "x"}]
-    assert not continues(("chat", other, sampling), prepared)
+    assert not continues(Chat(other, sampling), prepared)
     edited = [
         system,
         {"role": "user", "content": "hi!"},
         answered,
         {"role": "user", "content": "x"},
     ]
-    assert not continues(("chat", edited, sampling), prepared)
-    assert not continues(("load", "model.gguf", PARAMS), prepared)
-    assert not continues(("unload",), prepared)
+    assert not continues(Chat(edited, sampling), prepared)
+    assert not continues(Load("model.gguf", PARAMS), prepared)
+    assert not continues(Unload(), prepared)
     # A draft being prepared: the chat goes on if it sends the draft, or more after it.
     draft = [*prepared, {"role": "user", "content": "the fi"}]
-    assert continues(("chat", [*prepared, {"role": "user", "content": "the fi"}], sampling), draft)
-    assert continues(
-        ("chat", [*prepared, {"role": "user", "content": "the fire"}], sampling), draft
-    )
+    assert continues(Chat([*prepared, {"role": "user", "content": "the fi"}], sampling), draft)
+    assert continues(Chat([*prepared, {"role": "user", "content": "the fire"}], sampling), draft)
+    assert not continues(Chat([*prepared, {"role": "user", "content": "a fire"}], sampling), draft)
     assert not continues(
-        ("chat", [*prepared, {"role": "user", "content": "a fire"}], sampling), draft
+        Chat([*edited[:3], {"role": "user", "content": "the fi"}], sampling), draft
     )
-    assert not continues(
-        ("chat", [*edited[:3], {"role": "user", "content": "the fi"}], sampling), draft
-    )
-    assert not continues(("chat", prepared, sampling), draft)
+    assert not continues(Chat(prepared, sampling), draft)
 
 
 def test_a_prepared_draft_is_used_by_the_chat_that_sends_it(

@@ -2,34 +2,43 @@
 
 The queue (``app.downloads.DownloadManager``) runs its transfers on its own threads. The GUI polls
 snapshots a few times a second while anything is queued or running, so byte counts never cross a
-Qt signal (PySide6's ``Signal(int)`` is 32-bit) and no worker thread touches a widget.
+Qt signal (PySide6's ``Signal(int)`` is 32-bit) and no worker thread touches a widget. The page
+shows them through ``ui.download_list`` (model, delegate, view); its buttons act on the selected
+row.
 """
 
 from __future__ import annotations
 
-import html
-import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import QModelIndex, QObject, QPoint, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QFrame,
     QHBoxLayout,
     QLabel,
+    QListView,
+    QMenu,
     QMessageBox,
-    QProgressBar,
     QPushButton,
-    QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from app.downloads import DownloadManager, JobView, State
-from app.hub import RemoteModel, offline
+from app.hub import RemoteModel
 from app.model_file import human_size
+from ui.download_list import (
+    DownloadDelegate,
+    DownloadListModel,
+    DownloadListView,
+    DownloadRole,
+)
 
 POLL_MS = 250
 CONFIRM_CANCEL_BYTES = 100 * 1000 * 1000
@@ -112,158 +121,9 @@ class DownloadsController(QObject):
         self.manager.shutdown()
 
 
-def human_duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(int(seconds), 1)} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def status_text(job: JobView) -> str:
-    amount = f"{human_size(job.done)} of {human_size(job.total)}"
-    if job.state is State.ACTIVE:
-        if job.speed > 0 and job.eta is not None:
-            return f"{human_size(int(job.speed))}/s · {human_duration(job.eta)} left · {amount}"
-        return f"Starting… · {amount}"
-    if job.state is State.QUEUED:
-        if offline():
-            return f"Waiting: Hearth is in offline mode (Settings) · {amount}"
-        return f"Waiting for another download to finish · {amount}"
-    if job.state is State.PAUSED:
-        return f"Paused · {amount}"
-    if job.state is State.FAILED:
-        return job.error
-    return f"Downloaded and verified · {human_size(job.total)}"
-
-
-_URL = re.compile(r"https?://[^\s)]+[^\s).,]")
-
-
-def _linked(text: str) -> str:
-    """Plain text as rich text, its web addresses clickable (e.g. a gated model's page)."""
-    escaped = html.escape(text)
-    return _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
-
-
-@Slot(str)
-def _open_link(url: str) -> None:
-    QDesktopServices.openUrl(QUrl(url))
-
-
-class DownloadRow(QFrame):
-    """One download: name, progress, speed and time left, and what can be done with it."""
-
-    def __init__(self, page: DownloadsPage, job: JobView) -> None:
-        super().__init__()
-        self.page = page
-        self.job = job
-        self.setObjectName("downloadRow")
-        self.title = QLabel()
-        self.title.setObjectName("downloadTitle")
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.progress.setFixedHeight(8)
-        self.status = QLabel()
-        self.status.setObjectName("downloadStatus")
-        self.status.setWordWrap(True)
-        self.status.setTextFormat(Qt.TextFormat.RichText)
-        self.status.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse
-            | Qt.TextInteractionFlag.LinksAccessibleByMouse
-        )
-        self.status.linkActivated.connect(_open_link)
-        self.pause_button = QPushButton("Pause")
-        self.pause_button.clicked.connect(self._pause_or_resume)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self._cancel)
-        self.chat_button = QPushButton("Chat")
-        self.chat_button.setObjectName("primaryButton")
-        self.chat_button.clicked.connect(self._chat)
-        self.folder_button = QPushButton("Show in folder")
-        self.folder_button.clicked.connect(self._show_folder)
-        self.remove_button = QPushButton("Remove from list")
-        self.remove_button.setToolTip("The model stays in your library.")
-        self.remove_button.clicked.connect(self._remove)
-        buttons = QHBoxLayout()
-        buttons.setSpacing(6)
-        for b in (
-            self.pause_button,
-            self.cancel_button,
-            self.chat_button,
-            self.folder_button,
-            self.remove_button,
-        ):
-            buttons.addWidget(b)
-        top = QHBoxLayout()
-        top.addWidget(self.title, 1)
-        top.addLayout(buttons)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 10, 12, 10)
-        layout.setSpacing(6)
-        layout.addLayout(top)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        self.update_job(job)
-
-    def update_job(self, job: JobView) -> None:
-        self.job = job
-        self.title.setText(f"<b>{job.repo_id}</b> &nbsp; {job.quant} · {human_size(job.total)}")
-        self.progress.setValue(int(job.fraction * 1000))
-        self.status.setText(_linked(status_text(job)))
-        self.status.setProperty("failed", job.state is State.FAILED)
-        self.status.style().unpolish(self.status)
-        self.status.style().polish(self.status)
-        done = job.state is State.DONE
-        self.progress.setVisible(not done)
-        self.pause_button.setVisible(not done)
-        self.pause_button.setText(
-            "Pause" if job.state in (State.ACTIVE, State.QUEUED) else "Resume"
-        )
-        if job.state is State.FAILED:
-            self.pause_button.setText("Retry")
-        self.cancel_button.setVisible(not done)
-        for b in (self.chat_button, self.folder_button, self.remove_button):
-            b.setVisible(done)
-
-    @Slot()
-    def _pause_or_resume(self) -> None:
-        if self.job.state in (State.ACTIVE, State.QUEUED):
-            self.page.pause_requested.emit(self.job.id)
-        else:
-            self.page.resume_requested.emit(self.job.id)
-
-    @Slot()
-    def _cancel(self) -> None:
-        if self.job.done >= CONFIRM_CANCEL_BYTES:
-            answer = QMessageBox.question(
-                self,
-                "Cancel download",
-                f"Cancel {self.job.repo_id} {self.job.quant} and delete the "
-                f"{human_size(self.job.done)} downloaded so far?",
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return
-        self.page.cancel_requested.emit(self.job.id)
-
-    @Slot()
-    def _chat(self) -> None:
-        if self.job.paths:
-            self.page.chat_requested.emit(self.job.paths[0])
-
-    @Slot()
-    def _show_folder(self) -> None:
-        if self.job.paths:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.job.paths[0]).parent)))
-
-    @Slot()
-    def _remove(self) -> None:
-        self.page.remove_requested.emit(self.job.id)
-
-
 class DownloadsPage(QWidget):
+    """The queue as a list of cards; the buttons under it act on the selected download."""
+
     pause_requested = Signal(str)
     resume_requested = Signal(str)
     cancel_requested = Signal(str)
@@ -275,33 +135,84 @@ class DownloadsPage(QWidget):
 
     def __init__(self, concurrency: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.rows: dict[str, DownloadRow] = {}
         title = QLabel("<h2>Downloads</h2>")
         self.summary = QLabel()
         self.summary.setObjectName("librarySummary")
+        self.summary.setWordWrap(True)  # a long summary must not widen the page
         self.concurrency = QSpinBox()
         self.concurrency.setRange(1, 8)
         self.concurrency.setValue(concurrency)
+        self.concurrency.setAccessibleName("Downloads at once")
         self.concurrency.setToolTip("How many files download at the same time; the rest wait.")
         self.concurrency.valueChanged.connect(self.concurrency_changed)
         self.clear_button = QPushButton("Clear finished")
+        self.clear_button.setToolTip("Remove every finished download from the list.")
         self.clear_button.clicked.connect(self.clear_finished_requested)
         header = QHBoxLayout()
         header.addWidget(title)
         header.addStretch(1)
-        header.addWidget(QLabel("At once:"))
+        at_once = QLabel("At once:")
+        at_once.setBuddy(self.concurrency)
+        header.addWidget(at_once)
         header.addWidget(self.concurrency)
         header.addWidget(self.clear_button)
 
-        self.list_body = QWidget()
-        self.list_layout = QVBoxLayout(self.list_body)
-        self.list_layout.setContentsMargins(0, 0, 0, 0)
-        self.list_layout.setSpacing(8)
-        self.list_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self.list_body)
+        self.model = DownloadListModel(self)
+        self.list = DownloadListView()
+        self.list.setModel(self.model)
+        self.list.setItemDelegate(DownloadDelegate(self.list))
+        self.list.setAccessibleName("Downloads")
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setSpacing(4)
+        self.list.setFrameShape(QFrame.Shape.NoFrame)
+        self.list.viewport().setBackgroundRole(QPalette.ColorRole.Window)  # cards on the page
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._menu)
+        self.list.activated.connect(self._activated)
+        self.list.selectionModel().currentChanged.connect(self._current_changed)
+        QShortcut(
+            QKeySequence(QKeySequence.StandardKey.Delete),
+            self.list,
+            self._delete,
+            Qt.ShortcutContext.WidgetShortcut,
+        )
+
+        self.pause_button = self._button("Pause", self._pause_or_resume)
+        self.cancel_button = self._button("Cancel", self._cancel)
+        self.chat_button = self._button("Chat", self._chat)
+        self.chat_button.setObjectName("primaryButton")
+        self.folder_button = self._button("Show in folder", self._show_folder)
+        self.remove_button = self._button("Remove from list", self._remove)
+        self.link_button = self._button("Open page", self._open_link)
+        self.buttons = (
+            self.pause_button,
+            self.cancel_button,
+            self.chat_button,
+            self.folder_button,
+            self.remove_button,
+            self.link_button,
+        )
+        actions = QHBoxLayout()
+        actions.setContentsMargins(5, 0, 5, 0)  # in line with the cards' edges
+        actions.setSpacing(6)
+        for b in self.buttons:
+            actions.addWidget(b)
+        actions.addStretch(1)
+
+        # The list is as tall as its cards, so the buttons sit right under them; with many
+        # downloads it fills the page and scrolls.
+        self.list.setSizeAdjustPolicy(QListView.SizeAdjustPolicy.AdjustToContents)
+        self.list.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.list_area = QWidget()
+        la = QVBoxLayout(self.list_area)
+        la.setContentsMargins(0, 0, 0, 0)
+        la.addWidget(self.list)
+        la.addLayout(actions)
+        la.addStretch(1)
 
         self.empty = QWidget()
         el = QVBoxLayout(self.empty)
@@ -321,28 +232,32 @@ class DownloadsPage(QWidget):
         layout.setContentsMargins(20, 12, 20, 16)
         layout.addLayout(header)
         layout.addWidget(self.summary)
-        layout.addWidget(scroll, 1)
+        layout.addWidget(self.list_area, 1)
         layout.addWidget(self.empty, 1)
-        self.scroll = scroll
+        previous: QWidget = self.list
+        for b in self.buttons:  # Tab goes from the list to its buttons, left to right
+            QWidget.setTabOrder(previous, b)
+            previous = b
         self.set_jobs([])
+
+    def _button(self, text: str, slot: Callable[[], None]) -> QPushButton:
+        button = QPushButton(text)
+        button.setAutoDefault(True)  # Enter presses it, as Space does
+        button.clicked.connect(slot)
+        return button
 
     @Slot(object)
     def set_jobs(self, jobs: list[JobView]) -> None:
-        ids = [j.id for j in jobs]
-        for gone in set(self.rows) - set(ids):
-            row = self.rows.pop(gone)
-            row.setParent(None)
-            row.deleteLater()
-        # Newest first, as in a browser's download list.
-        for position, job in enumerate(reversed(jobs)):
-            row = self.rows.get(job.id)
-            if row is None:
-                row = self.rows[job.id] = DownloadRow(self, job)
-            elif row.job != job:
-                row.update_job(job)
-            if self.list_layout.indexOf(row) != position:
-                self.list_layout.insertWidget(position, row)
-        self.scroll.setVisible(bool(jobs))
+        added = self.model.set_jobs(jobs)
+        current = self.list.currentIndex()
+        if added:  # a new download is what the user wants to see and act on
+            current = self.model.index(self.model.row_of(added[0]))
+        elif not current.isValid() and self.model.rowCount():
+            current = self.model.index(0)
+        if current.isValid() and not self.list.selectionModel().isSelected(current):
+            self.list.setCurrentIndex(current)
+        self._update_actions()
+        self.list_area.setVisible(bool(jobs))
         self.empty.setVisible(not jobs)
         counts = Counter(j.state for j in jobs)
         speed = sum(j.speed for j in jobs)
@@ -357,3 +272,131 @@ class DownloadsPage(QWidget):
             " · ".join(f"{counts[state]} {word}" for state, word in words.items() if counts[state])
         )
         self.clear_button.setEnabled(bool(counts[State.DONE]))
+
+    def current_job(self) -> JobView | None:
+        """The selected download, which the buttons under the list act on."""
+        index = self.list.currentIndex()
+        return self.model.job(index.row()) if index.isValid() else None
+
+    def select(self, job_id: str) -> None:
+        row = self.model.row_of(job_id)
+        if row >= 0:
+            self.list.setCurrentIndex(self.model.index(row))
+
+    @Slot(QModelIndex, QModelIndex)
+    def _current_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        had_focus = any(b.hasFocus() for b in self.buttons)
+        job = self.current_job()
+        state = job.state if job else None
+        done = state is State.DONE
+        self.pause_button.setText(
+            "Pause"
+            if state in (State.ACTIVE, State.QUEUED)
+            else "Retry"
+            if state is State.FAILED
+            else "Resume"
+        )
+        link = self.list.currentIndex().data(DownloadRole.Link) or ""
+        shown = {
+            self.pause_button: job is not None and not done,
+            self.cancel_button: job is not None and not done,
+            self.chat_button: done,
+            self.folder_button: done,
+            self.remove_button: done,
+            self.link_button: bool(link),
+        }
+        # Hide before showing: showing a button lays the window out at once, and the buttons of
+        # two states side by side would widen a narrow window for good.
+        for b, visible in sorted(shown.items(), key=lambda item: item[1]):
+            b.setVisible(visible)
+        self.link_button.setToolTip(link)
+        name = f"{job.repo_id} {job.quant}" if job else ""
+        for b in self.buttons:
+            b.setAccessibleName(f"{b.text()} {name}".strip())  # what it acts on, said aloud
+        self.chat_button.setToolTip(f"A new chat with {name}")
+        self.remove_button.setToolTip("The model stays in your library.")
+        if had_focus and not any(b.hasFocus() for b in self.buttons):
+            self.list.setFocus()  # the pressed button went away with its row's state
+
+    @Slot(QPoint)
+    def _menu(self, pos: QPoint) -> None:
+        index = self.list.indexAt(pos)
+        if not index.isValid():
+            return
+        self.list.setCurrentIndex(index)
+        menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        for b in self.buttons:
+            if not b.isHidden():
+                menu.addAction(b.text(), b.click)
+        menu.popup(self.list.viewport().mapToGlobal(pos))
+
+    @Slot(QModelIndex)
+    def _activated(self, _index: QModelIndex) -> None:
+        """Enter or a double click: the obvious next step (chat, resume, retry)."""
+        job = self.current_job()
+        if job is None:
+            return
+        if job.state is State.DONE:
+            self._chat()
+        elif job.state in (State.PAUSED, State.FAILED):
+            self.resume_requested.emit(job.id)
+
+    @Slot()
+    def _delete(self) -> None:
+        job = self.current_job()
+        if job is not None:
+            (self._remove if job.state is State.DONE else self._cancel)()
+
+    @Slot()
+    def _pause_or_resume(self) -> None:
+        job = self.current_job()
+        if job is None:
+            return
+        if job.state in (State.ACTIVE, State.QUEUED):
+            self.pause_requested.emit(job.id)
+        else:
+            self.resume_requested.emit(job.id)
+
+    @Slot()
+    def _cancel(self) -> None:
+        job = self.current_job()
+        if job is None:
+            return
+        if job.done >= CONFIRM_CANCEL_BYTES:
+            answer = QMessageBox.question(
+                self,
+                "Cancel download",
+                f"Cancel {job.repo_id} {job.quant} and delete the "
+                f"{human_size(job.done)} downloaded so far?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.cancel_requested.emit(job.id)
+
+    @Slot()
+    def _chat(self) -> None:
+        job = self.current_job()
+        if job is not None and job.paths:
+            self.chat_requested.emit(job.paths[0])
+
+    @Slot()
+    def _show_folder(self) -> None:
+        job = self.current_job()
+        if job is not None and job.paths:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(job.paths[0]).parent)))
+
+    @Slot()
+    def _remove(self) -> None:
+        job = self.current_job()
+        if job is not None:
+            self.remove_requested.emit(job.id)
+
+    @Slot()
+    def _open_link(self) -> None:
+        link = self.list.currentIndex().data(DownloadRole.Link)
+        if link:
+            QDesktopServices.openUrl(QUrl(link))

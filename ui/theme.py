@@ -66,11 +66,6 @@ QPlainTextEdit { border: 1px solid palette(mid); border-radius: 8px; padding: 4p
     background: rgba(230, 160, 40, 0.18); border: 1px solid rgba(230, 160, 40, 0.6);
     border-radius: 6px; padding: 8px;
 }
-#downloadRow {
-    background: palette(base); border: 1px solid palette(midlight); border-radius: 8px;
-}
-#downloadStatus { color: palette(placeholder-text); }
-#downloadStatus[failed="true"] { color: #c62828; }
 QProgressBar { border: none; border-radius: 4px; background: palette(alternate-base); }
 QProgressBar::chunk { border-radius: 4px; background: palette(highlight); }
 """

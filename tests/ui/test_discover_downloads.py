@@ -13,6 +13,8 @@ from pytestqt.qtbot import QtBot
 from app.downloads import State
 from tests.fake_hub import FakeHub
 from tests.ui.conftest import FakeEngine
+from ui.download_list import DownloadRole
+from ui.downloads_page import DownloadsPage
 from ui.main_window import MainWindow
 
 REPO = "acme/Tiny-GGUF"
@@ -47,6 +49,11 @@ def open_repo(qtbot: QtBot, window: MainWindow, repo_id: str) -> None:
     search(qtbot, window, repo_id.split("/")[1])
     page.list.setCurrentIndex(page.rows.index(page.rows.row_of(repo_id), 0))
     qtbot.waitUntil(lambda: page.panel.data is not None, timeout=10_000)
+
+
+def status(page: DownloadsPage, row: int = 0) -> str:
+    """The status line the Downloads page paints under a row's progress bar."""
+    return str(page.model.index(row).data(DownloadRole.Status))
 
 
 def file_buttons(window: MainWindow) -> list:  # type: ignore[type-arg]
@@ -114,10 +121,11 @@ def test_model_page_download_and_chat(
     # The model shows up in the library and the chat picker without a restart.
     qtbot.waitUntil(lambda: window.chat_page.picker.findData(str(dest)) >= 0, timeout=5000)
     qtbot.waitUntil(lambda: file_buttons(window)[0].text() == "Downloaded")
-    row = window.downloads_page.rows[window.downloads.jobs()[0].id]
+    page = window.downloads_page
     window.show_page(window.DOWNLOADS)
-    assert row.chat_button.isVisible()
-    row.chat_button.click()
+    assert page.current_job() == window.downloads.jobs()[0]  # the new download is selected
+    assert page.chat_button.isVisible()
+    page.chat_button.click()
     qtbot.waitUntil(lambda: fake_engine.loads[-1:] == [str(dest)], timeout=5000)
     assert window.pages.currentWidget() is window.chat_page
 
@@ -131,32 +139,37 @@ def test_pause_resume_cancel_from_the_downloads_page(
     file_buttons(window)[0].click()
     window.show_page(window.DOWNLOADS)
     page = window.downloads_page
-    qtbot.waitUntil(lambda: bool(page.rows), timeout=5000)
-    [row] = page.rows.values()
-    qtbot.waitUntil(lambda: row.job.done > BIG // 10 and "/s" in row.status.text(), timeout=5000)
-    assert "left" in row.status.text()
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=5000)
+    job = page.current_job  # the one row, selected: the buttons under the list act on it
+    qtbot.waitUntil(lambda: job().done > BIG // 10 and "/s" in status(page), timeout=5000)
+    assert "left" in status(page)
     assert window.nav.button(window.DOWNLOADS).text() == "Downloads (1)"
-    row.pause_button.click()
-    qtbot.waitUntil(lambda: row.job.state is State.PAUSED, timeout=5000)
-    assert row.pause_button.text() == "Resume"
-    assert row.status.text().startswith("Paused")
+    assert page.pause_button.isVisible()
+    assert page.cancel_button.isVisible()
+    page.pause_button.click()
+    qtbot.waitUntil(lambda: job().state is State.PAUSED, timeout=5000)
+    assert page.pause_button.text() == "Resume"
+    assert status(page).startswith("Paused")
     assert page.summary.text() == "1 paused"
     hub.throttle = 0
-    row.pause_button.click()
-    qtbot.waitUntil(lambda: row.job.state is State.DONE, timeout=10_000)
-    assert not row.cancel_button.isVisible()
-    row.remove_button.click()  # forget the row; the model stays
-    qtbot.waitUntil(lambda: not page.rows)
-    assert Path(row.job.paths[0]).exists()
+    page.pause_button.click()
+    qtbot.waitUntil(lambda: job().state is State.DONE, timeout=10_000)
+    assert not page.cancel_button.isVisible()
+    assert not page.pause_button.isVisible()
+    path = Path(job().paths[0])
+    page.remove_button.click()  # forget the row; the model stays
+    qtbot.waitUntil(lambda: page.model.rowCount() == 0)
+    assert path.exists()
     assert page.empty.isVisible()
+    assert not page.list.isVisible()
 
     # cancel deletes the partial bytes
     hub.throttle = BIG / 3
-    (Path(row.job.paths[0])).unlink()
+    path.unlink()
     file_buttons(window)[0].click()
-    qtbot.waitUntil(lambda: bool(page.rows) and next(iter(page.rows.values())).job.done > 0)
-    next(iter(page.rows.values())).cancel_button.click()
-    qtbot.waitUntil(lambda: not page.rows, timeout=5000)
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1 and job().done > 0)
+    page.cancel_button.click()
+    qtbot.waitUntil(lambda: page.model.rowCount() == 0, timeout=5000)
     assert not list(window.ctx.paths.partial_dir.rglob("*.part"))
 
 
@@ -205,10 +218,15 @@ def test_gated_model_explains_and_a_token_fixes_it(
     assert settings.token.text() == ""
 
     window.show_page(window.DOWNLOADS)
-    [row] = window.downloads_page.rows.values()
-    assert row.pause_button.text() == "Retry"
-    assert f'<a href="{hub.url}/{REPO}">' in row.status.text()  # the page to accept the terms
-    row.pause_button.click()
+    page = window.downloads_page
+    assert page.model.rowCount() == 1
+    assert page.pause_button.text() == "Retry"
+    assert f"{hub.url}/{REPO}" in status(page)
+    # the page to accept the terms: a link in the row, and a button for the keyboard
+    assert page.list.currentIndex().data(DownloadRole.Link) == f"{hub.url}/{REPO}"
+    assert page.link_button.isVisible()
+    assert page.link_button.toolTip() == f"{hub.url}/{REPO}"
+    page.pause_button.click()
     qtbot.waitUntil(lambda: window.downloads.jobs()[0].state is State.DONE, timeout=10_000)
     settings.remove_token.click()
 

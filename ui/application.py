@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 from app import __version__
 from app.chats.store import ChatStore
 from app.context import AppContext
+from app.engine.types import Engine
 from app.logs import setup_logging
 from app.markdown_render import warm_up
 from resources import RESOURCES
@@ -28,7 +29,7 @@ def _warm_up_rendering() -> None:
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 
 
-def create_engine():  # type: ignore[no-untyped-def]
+def create_engine() -> Engine:
     # llama.cpp runs on the main thread of its own process (faster there, and a native crash
     # cannot take the window down); the process starts on the engine thread's first use.
     from app.engine.process import local_engine

@@ -80,7 +80,7 @@ class HubRowDelegate(QStyledItemDelegate):
     def sizeHint(
         self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
     ) -> QSize:
-        line = option.fontMetrics.height()  # type: ignore[attr-defined]
+        line = option.fontMetrics.height()
         return QSize(200, line * 2 + 18)
 
     def paint(
@@ -92,21 +92,21 @@ class HubRowDelegate(QStyledItemDelegate):
         opt = QStyleOptionViewItem(option)
         self.initStyleOption(opt, index)
         opt.text = ""
-        style = opt.widget.style() if opt.widget else None  # type: ignore[attr-defined]
+        style = opt.widget.style() if opt.widget else None
         if style is not None:
-            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)  # type: ignore[attr-defined]
-        selected = bool(opt.state & QStyle.StateFlag.State_Selected)  # type: ignore[attr-defined]
-        palette = opt.palette  # type: ignore[attr-defined]
-        rect: QRect = opt.rect.adjusted(10, 6, -10, -6)  # type: ignore[attr-defined]
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        palette = opt.palette
+        rect: QRect = opt.rect.adjusted(10, 6, -10, -6)
         painter.save()
-        bold = QFont(opt.font)  # type: ignore[attr-defined]
+        bold = QFont(opt.font)
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(palette.highlightedText().color() if selected else palette.text().color())
         fm = painter.fontMetrics()
         title = fm.elidedText(str(index.data() or ""), Qt.TextElideMode.ElideRight, rect.width())
         painter.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, title)
-        painter.setFont(opt.font)  # type: ignore[attr-defined]
+        painter.setFont(opt.font)
         painter.setPen(
             palette.highlightedText().color() if selected else palette.placeholderText().color()
         )
@@ -388,7 +388,7 @@ class DiscoverPage(QWidget):
             ("Recently updated", "updated"),
         ):
             self.sort.addItem(label, value)
-        self.size = QComboBox()
+        self.size_filter = QComboBox()
         for label, value in (
             ("Any size", "any"),
             ("Small (< 3B)", "small"),
@@ -396,11 +396,11 @@ class DiscoverPage(QWidget):
             ("Large (9–35B)", "large"),
             ("Huge (> 35B)", "huge"),
         ):
-            self.size.addItem(label, value)
+            self.size_filter.addItem(label, value)
         bar = QHBoxLayout()
         bar.addWidget(self.query, 1)
         bar.addWidget(self.sort)
-        bar.addWidget(self.size)
+        bar.addWidget(self.size_filter)
 
         self.rows = HubListModel()
         self.list = QListView()
@@ -450,7 +450,7 @@ class DiscoverPage(QWidget):
         self.query.textChanged.connect(self._debounce.start)
         self.query.returnPressed.connect(self.search)
         self.sort.currentIndexChanged.connect(self.search)
-        self.size.currentIndexChanged.connect(self.search)
+        self.size_filter.currentIndexChanged.connect(self.search)
         self.show_recommended()
 
     # searching
@@ -470,7 +470,7 @@ class DiscoverPage(QWidget):
     def search(self) -> None:
         self._debounce.stop()
         text = self.query.text().strip()
-        sort, size = self.sort.currentData(), self.size.currentData()
+        sort, size = self.sort.currentData(), self.size_filter.currentData()
         if not text and sort == "trending" and size == "any":
             self.show_recommended()
             return

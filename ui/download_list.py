@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import (
     QAbstractItemModel,
     QAbstractListModel,
+    QByteArray,
     QEvent,
     QModelIndex,
     QObject,
@@ -45,6 +46,7 @@ from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOpti
 from app.downloads import JobView, State
 from app.hub import offline
 from app.model_file import human_size
+from ui.item_models import with_role_names
 
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
@@ -151,9 +153,9 @@ class DownloadListModel(QAbstractListModel):
         value = _VALUES.get(role)
         return value(self._jobs[index.row()]) if value else None
 
-    def roleNames(self) -> dict[int, bytes]:
+    def roleNames(self) -> dict[int, QByteArray]:
         names = {r: (r.name[0].lower() + r.name[1:]).encode() for r in DownloadRole}
-        return {**super().roleNames(), **names}
+        return with_role_names(super().roleNames(), names)
 
     def job(self, row: int) -> JobView:
         return self._jobs[row]
@@ -226,8 +228,8 @@ class DownloadDelegate(QStyledItemDelegate):
     BAR = 8
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
-        width = option.rect.width()  # type: ignore[attr-defined]
-        view = option.widget  # type: ignore[attr-defined]
+        width = option.rect.width()
+        view = option.widget
         if isinstance(view, QListView):
             width = view.viewport().width() - 2 * view.spacing()
         layout = self._layout(option, index, QRect(0, 0, max(width, 120), 0))
@@ -237,7 +239,7 @@ class DownloadDelegate(QStyledItemDelegate):
     def _layout(self, option: QStyleOptionViewItem, index: _Index, rect: QRect) -> _Layout:
         card = rect.adjusted(1, 1, -1, -1)
         inner = card.adjusted(self.PAD, self.PAD - 2, -self.PAD, -self.PAD)
-        bold = QFont(option.font)  # type: ignore[attr-defined]
+        bold = QFont(option.font)
         bold.setBold(True)
         title = QRect(inner.left(), inner.top(), inner.width(), QFontMetrics(bold).height())
         y = title.bottom() + 1 + self.GAP
@@ -251,7 +253,7 @@ class DownloadDelegate(QStyledItemDelegate):
     def _status_document(
         self, option: QStyleOptionViewItem, index: _Index, width: int
     ) -> QTextDocument:
-        palette: QPalette = option.palette  # type: ignore[attr-defined]
+        palette: QPalette = option.palette
         failed = State(index.data(DownloadRole.State)) is State.FAILED
         dark = palette.base().color().lightness() < 128
         if failed:
@@ -260,7 +262,7 @@ class DownloadDelegate(QStyledItemDelegate):
             color = palette.placeholderText().color().name()
         document = QTextDocument()
         document.setDocumentMargin(0)
-        document.setDefaultFont(option.font)  # type: ignore[attr-defined]
+        document.setDefaultFont(option.font)
         document.setDefaultStyleSheet(f"a {{ color: {palette.link().color().name()}; }}")
         document.setHtml(
             f'<span style="color: {color}">{linked(index.data(DownloadRole.Status) or "")}</span>'
@@ -269,11 +271,11 @@ class DownloadDelegate(QStyledItemDelegate):
         return document
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
-        palette: QPalette = option.palette  # type: ignore[attr-defined]
-        state = option.state  # type: ignore[attr-defined]
+        palette: QPalette = option.palette
+        state = option.state
         selected = bool(state & QStyle.StateFlag.State_Selected)
         focused = bool(state & QStyle.StateFlag.State_HasFocus)
-        layout = self._layout(option, index, option.rect)  # type: ignore[attr-defined]
+        layout = self._layout(option, index, option.rect)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         if selected:
@@ -284,12 +286,12 @@ class DownloadDelegate(QStyledItemDelegate):
         painter.setBrush(palette.base())
         painter.drawRoundedRect(QRectF(layout.card), 8, 8)
 
-        bold = QFont(option.font)  # type: ignore[attr-defined]
+        bold = QFont(option.font)
         bold.setBold(True)
         name = str(index.data(DownloadRole.RepoId) or "")
         quant = index.data(DownloadRole.Quant) or ""
         rest = f"   {quant} · {human_size(index.data(DownloadRole.Total) or 0)}"
-        fm_bold, fm = QFontMetrics(bold), QFontMetrics(option.font)  # type: ignore[attr-defined]
+        fm_bold, fm = QFontMetrics(bold), QFontMetrics(option.font)
         room = layout.title.width()
         name = fm_bold.elidedText(
             name, Qt.TextElideMode.ElideMiddle, max(room - fm.horizontalAdvance(rest), room // 2)
@@ -299,7 +301,7 @@ class DownloadDelegate(QStyledItemDelegate):
         align = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
         painter.drawText(layout.title, align, name)
         after = layout.title.adjusted(fm_bold.horizontalAdvance(name), 0, 0, 0)
-        painter.setFont(option.font)  # type: ignore[attr-defined]
+        painter.setFont(option.font)
         painter.drawText(
             after, align, fm.elidedText(rest, Qt.TextElideMode.ElideRight, after.width())
         )
@@ -323,7 +325,7 @@ class DownloadDelegate(QStyledItemDelegate):
 
     def link_at(self, option: QStyleOptionViewItem, index: _Index, pos: QPoint) -> str:
         """The web address under ``pos`` (viewport coordinates) in the row's status, or ""."""
-        layout = self._layout(option, index, option.rect)  # type: ignore[attr-defined]
+        layout = self._layout(option, index, option.rect)
         return layout.document.documentLayout().anchorAt(QPointF(pos) - layout.status)
 
     def editorEvent(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from PySide6.QtCore import (
     QAbstractListModel,
     QAbstractTableModel,
+    QByteArray,
     QModelIndex,
     QPersistentModelIndex,
     Qt,
@@ -23,6 +25,13 @@ from app.model_file import human_parameters, human_size
 
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
+
+
+def with_role_names(
+    base: dict[int, QByteArray], names: Mapping[Any, bytes]
+) -> dict[int, QByteArray]:
+    """Qt's role names plus a model's own (``roleNames`` overrides)."""
+    return {**base, **{int(role): QByteArray(name) for role, name in names.items()}}
 
 
 class ConversationRole(enum.IntEnum):
@@ -58,13 +67,15 @@ class ConversationListModel(QAbstractListModel):
             return c.updated_at
         return None
 
-    def roleNames(self) -> dict[int, bytes]:
-        return {
-            **super().roleNames(),
-            ConversationRole.Id: b"id",
-            ConversationRole.UpdatedAt: b"updated",
-            ConversationRole.Replying: b"replying",
-        }
+    def roleNames(self) -> dict[int, QByteArray]:
+        return with_role_names(
+            super().roleNames(),
+            {
+                ConversationRole.Id: b"id",
+                ConversationRole.UpdatedAt: b"updated",
+                ConversationRole.Replying: b"replying",
+            },
+        )
 
     def set_conversations(self, items: list[Conversation], replying: int | None = None) -> None:
         """The conversations, newest first; ``replying`` is the one whose reply streams."""
@@ -120,9 +131,10 @@ class MessageListModel(QAbstractListModel):
             return m.model
         return None
 
-    def roleNames(self) -> dict[int, bytes]:
-        names = {r: r.name.lower().encode() for r in MessageRole}
-        return {**super().roleNames(), **names}
+    def roleNames(self) -> dict[int, QByteArray]:
+        return with_role_names(
+            super().roleNames(), {r: r.name.lower().encode() for r in MessageRole}
+        )
 
     def set_messages(self, items: list[Message]) -> None:
         self.beginResetModel()
@@ -320,8 +332,10 @@ class HubListModel(QAbstractListModel):
             return row.subtitle
         return None
 
-    def roleNames(self) -> dict[int, bytes]:
-        return {**super().roleNames(), HubRole.RepoId: b"repoId", HubRole.Subtitle: b"subtitle"}
+    def roleNames(self) -> dict[int, QByteArray]:
+        return with_role_names(
+            super().roleNames(), {HubRole.RepoId: b"repoId", HubRole.Subtitle: b"subtitle"}
+        )
 
     def set_rows(self, rows: list[HubRow]) -> None:
         self.beginResetModel()

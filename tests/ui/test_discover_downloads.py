@@ -92,7 +92,7 @@ def test_search_drops_stale_answers_and_pages(
     page.more.click()
     qtbot.waitUntil(lambda: page.rows.rowCount() == 35)
     assert not page.more.isVisible()
-    page.size.setCurrentIndex(page.size.findData("huge"))  # nothing that large here
+    page.size_filter.setCurrentIndex(page.size_filter.findData("huge"))  # nothing that large here
     qtbot.waitUntil(lambda: "No GGUF models match" in page.status.text())
 
 

@@ -89,7 +89,8 @@ def test_download_model_updates_rows_in_place(qtmodeltester: ModelTester) -> Non
     assert model.index(2).data(DownloadRole.Paths) == list(a.paths)
     assert model.index(1).data(DownloadRole.Status) == "Paused · 10.0 MB of 6.0 GB"
     assert "acme/b-GGUF" in model.index(1).data(Qt.ItemDataRole.AccessibleTextRole)
-    assert {b"status", b"progress", b"repoId", b"state"} <= set(model.roleNames().values())
+    names = {bytes(n.data()) for n in model.roleNames().values()}
+    assert {b"status", b"progress", b"repoId", b"state"} <= names
     assert ("reset",) not in seen.take()
 
     # A poll with progress changes the one row, naming only what changed.

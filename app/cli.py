@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
-from app.model_file import human_parameters, human_size
+from app.units import human_parameters, human_size
 
 if TYPE_CHECKING:
     from app.chats.turn import Turn

@@ -107,23 +107,6 @@ class ModelFileInfo:
         return asdict(self)
 
 
-def human_parameters(n: int) -> str:
-    if n >= 999_500_000:  # 999.9M reads as 1.0B, not 1000M
-        return f"{n / 1e9:.1f}B"
-    if n >= 1_000_000:
-        return f"{n / 1e6:.0f}M"
-    return f"{n / 1e3:.0f}K"
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
 def shard_info(path: Path) -> tuple[str, int, int] | None:
     """``(stem, index, count)`` for split files named ``name-00001-of-00003.gguf``."""
     m = _SHARD_RE.match(path.name)

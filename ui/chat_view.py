@@ -30,6 +30,7 @@ from app.markdown_render import (
     plain_to_html,
     stable_prefix_end,
 )
+from app.units import short_duration
 from ui.item_models import MessageListModel, MessageRole
 
 PAGE = 60  # messages shown at first; more on demand
@@ -191,7 +192,7 @@ class MessageWidget(QFrame):
             parts.append(
                 f"{stats.get('tokens_per_second', 0):.1f} tokens/s · "
                 f"{stats['generated_tokens']} tokens · "
-                f"{_duration(stats.get('time_to_first_token', 0))} to first token"
+                f"{short_duration(stats.get('time_to_first_token', 0))} to first token"
             )
             if stats.get("messages_dropped"):
                 parts.append(f"{stats['messages_dropped']} oldest messages did not fit the context")
@@ -337,10 +338,3 @@ class ChatView(QScrollArea):
     def _on_range_changed(self, _lo: int, hi: int) -> None:
         if self._stick_to_bottom:
             self.verticalScrollBar().setValue(hi)
-
-
-def _duration(seconds: float) -> str:
-    """A short time as people read it: "3 ms", "0.42 s", "12.5 s"."""
-    if seconds < 0.1:
-        return f"{max(seconds * 1000, 1):.0f} ms"
-    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"

@@ -64,7 +64,7 @@ from app.hub import (
 from app.hub.fit import Fit, KvShape, Machine, Verdict, estimate, this_machine
 from app.hub.recommended import recommended
 from app.markdown_render import MarkdownRenderer, card_markdown
-from app.model_file import human_parameters, human_size
+from app.units import human_parameters, human_size
 from ui.chat_view import palette_is_dark
 from ui.item_models import HubListModel, HubRole, recommended_row, search_row
 from ui.tasks import error_text, run_task

@@ -45,7 +45,7 @@ from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOpti
 
 from app.downloads import JobView, State
 from app.hub import offline
-from app.model_file import human_size
+from app.units import human_size, long_duration
 from ui.item_models import with_role_names
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -54,19 +54,11 @@ FAILED_COLOR = "#c62828"  # as the theme's failed status
 FAILED_ON_DARK = "#ef6f6f"  # the same red, readable on a dark card
 
 
-def human_duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(int(seconds), 1)} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
 def status_text(job: JobView) -> str:
     amount = f"{human_size(job.done)} of {human_size(job.total)}"
     if job.state is State.ACTIVE:
         if job.speed > 0 and job.eta is not None:
-            return f"{human_size(int(job.speed))}/s · {human_duration(job.eta)} left · {amount}"
+            return f"{human_size(int(job.speed))}/s · {long_duration(job.eta)} left · {amount}"
         return f"Starting… · {amount}"
     if job.state is State.QUEUED:
         if offline():

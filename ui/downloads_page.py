@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from app.downloads import DownloadManager, JobView, State
 from app.hub import RemoteModel
-from app.model_file import human_size
+from app.units import human_size
 from ui.download_list import (
     DownloadDelegate,
     DownloadListModel,

@@ -21,7 +21,7 @@ from app.chats.store import Conversation, Message
 from app.hub import SearchResult
 from app.hub.recommended import Recommended
 from app.library import LibraryModel
-from app.model_file import human_parameters, human_size
+from app.units import human_count, human_parameters, human_size
 
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
@@ -283,7 +283,7 @@ class HubRow:
 
 def search_row(r: SearchResult) -> HubRow:
     facts = [human_parameters(r.parameters) if r.parameters else "", r.architecture]
-    facts += [f"↓ {_count(r.downloads)}", f"♥ {_count(r.likes)}"]
+    facts += [f"↓ {human_count(r.downloads)}", f"♥ {human_count(r.likes)}"]
     if r.last_modified:
         facts.append(f"updated {r.last_modified[:10]}")
     if r.gated:
@@ -298,14 +298,6 @@ def recommended_row(r: Recommended) -> HubRow:
         f"{r.parameters} · {r.license} · {r.size} — {r.why}",
         f"{r.repo_id}\n{r.why}",
     )
-
-
-def _count(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}M"
-    if n >= 1000:
-        return f"{n / 1e3:.1f}k"
-    return str(n)
 
 
 class HubListModel(QAbstractListModel):

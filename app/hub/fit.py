@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from app.model_file import human_size
+from app.units import human_size
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.chats.store import ChatStore
+from app.units import short_duration
 from tests.ui.conftest import FakeEngine
 from ui.chat_page import TYPING_PAUSE_MS
-from ui.chat_view import _duration
 from ui.main_window import MainWindow
 
 
@@ -304,7 +304,7 @@ def test_streaming_reply_is_saved_while_it_streams(
 
 
 def test_times_in_the_footer_read_naturally() -> None:
-    assert [_duration(s) for s in (0.0004, 0.0123, 0.42, 3.5, 12.54)] == [
+    assert [short_duration(s) for s in (0.0004, 0.0123, 0.42, 3.5, 12.54)] == [
         "1 ms",
         "12 ms",
         "0.42 s",

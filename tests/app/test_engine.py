@@ -22,14 +22,6 @@ from app.settings import Sampling
 PARAMS = LoadParams(context_length=512, threads=2)
 
 
-@pytest.fixture
-def engine(tiny_model: Path) -> Iterator[LlamaCppEngine]:
-    e = LlamaCppEngine()
-    e.load(str(tiny_model), PARAMS)
-    yield e
-    e.unload()
-
-
 def test_load_reports_model(engine: LlamaCppEngine, tiny_model: Path) -> None:
     assert engine.loaded is not None
     assert engine.loaded.path == str(tiny_model)
@@ -239,14 +231,6 @@ def test_token_picker_chooses_what_llama_cpp_chooses(
         plain = TokenPicker(lib, engine.vocab.handle, replace(sampling, repeat_penalty=1))
         assert generate(lambda: plain.pick(engine.context.handle)) != ours
         plain.close()
-
-
-@pytest.fixture
-def engine_2k(make_model: Callable[..., Path]) -> Iterator[LlamaCppEngine]:
-    e = LlamaCppEngine()
-    e.load(str(make_model("tiny-2k.gguf", n_ctx=2048)), LoadParams(context_length=2048, threads=2))
-    yield e
-    e.unload()
 
 
 def test_context_starts_small_and_grows_keeping_the_cache(engine_2k: LlamaCppEngine) -> None:

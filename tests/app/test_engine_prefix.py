@@ -7,8 +7,6 @@ what the next chat needs. Tiny generated models (fast).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,22 +16,6 @@ from app.engine.types import ChatMessage, LoadParams
 from app.settings import Sampling
 
 PARAMS = LoadParams(context_length=512, threads=2)
-
-
-@pytest.fixture
-def engine(tiny_model: Path) -> Iterator[LlamaCppEngine]:
-    e = LlamaCppEngine()
-    e.load(str(tiny_model), PARAMS)
-    yield e
-    e.unload()
-
-
-@pytest.fixture
-def engine_2k(make_model: Callable[..., Path]) -> Iterator[LlamaCppEngine]:
-    e = LlamaCppEngine()
-    e.load(str(make_model("tiny-2k.gguf", n_ctx=2048)), LoadParams(context_length=2048, threads=2))
-    yield e
-    e.unload()
 
 
 def test_follow_up_reuses_prefix(engine: LlamaCppEngine) -> None:

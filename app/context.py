@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from app.engine.types import LoadParams
 from app.hub import set_offline
-from app.library import LibraryModel, ModelLibrary
+from app.library import LibraryEntry, ModelLibrary
 from app.paths import Paths, get_paths
 from app.settings import Settings, load_settings, save_settings
 
@@ -41,7 +41,7 @@ class AppContext:
             chat_template_override=s.chat_template_override,
         )
 
-    def default_model(self, models: list[LibraryModel]) -> LibraryModel | None:
+    def default_model(self, models: list[LibraryEntry]) -> LibraryEntry | None:
         """The last model used if it is still there, else the first usable one."""
         usable = [m for m in models if m.usable]
         for m in usable:

@@ -36,7 +36,9 @@ def starter_model_path() -> Path | None:
 
 
 @dataclass(frozen=True)
-class LibraryModel:
+class LibraryEntry:
+    """One model file in the library: where it is, where it came from, what it is."""
+
     path: Path
     source: str  # "hearth", "folder", "file", "starter"
     info: ModelFileInfo | None = None
@@ -100,10 +102,10 @@ class ModelLibrary:
     def folders(self) -> list[Path]:
         return [self.paths.models_dir, *(Path(f) for f in self.settings.model_folders)]
 
-    def scan(self) -> list[LibraryModel]:
+    def scan(self) -> list[LibraryEntry]:
         """Every model Hearth knows, each validated (cached by path, size and mtime)."""
         seen: set[Path] = set()
-        models: list[LibraryModel] = []
+        models: list[LibraryEntry] = []
 
         def consider(path: Path, source: str) -> None:
             try:
@@ -131,14 +133,14 @@ class ModelLibrary:
         models.sort(key=lambda m: (m.source == "starter", m.name.lower()))
         return models
 
-    def _inspect(self, path: Path, source: str) -> LibraryModel | None:
+    def _inspect(self, path: Path, source: str) -> LibraryEntry | None:
         shard = shard_info(path)
         if shard and shard[1] != 1:
             return None  # listed once, through its first part
         try:
             info = self._cache.read(path)
         except InvalidModelFile as e:
-            return LibraryModel(path, source, None, str(e))
+            return LibraryEntry(path, source, None, str(e))
         if info.architecture == "clip":
             return None  # a vision projector (mmproj) that goes with a model, not a model
         if shard:
@@ -148,10 +150,10 @@ class ModelLibrary:
             ]
             missing = [p.name for p in parts if not p.is_file()]
             if missing:
-                return LibraryModel(path, source, info, f"Missing parts: {', '.join(missing)}")
+                return LibraryEntry(path, source, info, f"Missing parts: {', '.join(missing)}")
             total = sum(_size(p) for p in parts)
             info = dataclasses.replace(info, size_bytes=total, shard_count=count)
-        return LibraryModel(path, source, info)
+        return LibraryEntry(path, source, info)
 
     def inspect(self, path: Path) -> ModelFileInfo:
         """Validate one file (raises ``InvalidModelFile`` with the reason)."""
@@ -159,7 +161,7 @@ class ModelLibrary:
         self._cache.save()
         return info
 
-    def add(self, path: Path, copy: bool = False) -> LibraryModel:
+    def add(self, path: Path, copy: bool = False) -> LibraryEntry:
         """Add a GGUF file: copied into Hearth's folder, or used where it is."""
         path = path.expanduser().resolve()
         try:
@@ -178,13 +180,13 @@ class ModelLibrary:
             except OSError as e:
                 tmp.unlink(missing_ok=True)
                 raise LibraryError(f"Could not copy {path.name}: {e.strerror or e}") from None
-            return LibraryModel(dest, "hearth", self.inspect(dest))
+            return LibraryEntry(dest, "hearth", self.inspect(dest))
         if any(_is_within(path, folder) for folder in self.folders()):
-            return LibraryModel(path, "hearth", info)
+            return LibraryEntry(path, "hearth", info)
         if str(path) not in self.settings.extra_models:
             self.settings.extra_models.append(str(path))
             self._save_settings()
-        return LibraryModel(path, "file", info)
+        return LibraryEntry(path, "file", info)
 
     def add_folder(self, folder: Path) -> None:
         folder = folder.expanduser().resolve()
@@ -199,7 +201,7 @@ class ModelLibrary:
             self.settings.model_folders.remove(folder)
             self._save_settings()
 
-    def delete(self, model: LibraryModel) -> None:
+    def delete(self, model: LibraryEntry) -> None:
         """Delete a model's file(s) from disk; a file used in place is only forgotten."""
         if model.source == "starter":
             raise LibraryError(
@@ -234,14 +236,14 @@ class ModelLibrary:
                 break
             parent = parent.parent
 
-    def find(self, query: str, models: Iterable[LibraryModel] | None = None) -> LibraryModel:
+    def find(self, query: str, models: Iterable[LibraryEntry] | None = None) -> LibraryEntry:
         """A model by exact name, unique part of its name or path, or the path of any GGUF file."""
         candidate = Path(query).expanduser()
         if candidate.suffix.lower() == ".gguf" or candidate.is_file():
             if not candidate.exists():
                 raise LibraryError(f"No such file: {query}")
             try:
-                return LibraryModel(candidate.resolve(), "file", self.inspect(candidate))
+                return LibraryEntry(candidate.resolve(), "file", self.inspect(candidate))
             except InvalidModelFile as e:
                 raise LibraryError(f"{candidate.name}: {e}") from None
         pool = [m for m in (models if models is not None else self.scan())]

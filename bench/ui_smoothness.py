@@ -91,7 +91,7 @@ def main() -> None:
 
     from app.chats.store import ChatStore
     from app.context import AppContext
-    from app.library import LibraryModel
+    from app.library import LibraryEntry
     from app.model_file import ModelFileInfo
     from ui import chat_view
     from ui.chat_page import ChatPage
@@ -126,7 +126,7 @@ def main() -> None:
     info = ModelFileInfo(
         "synthetic.gguf", 1, "llama", "synthetic", 1, "F16", 8192, None, None, 1, 1, 1, 1
     )
-    page.set_models([LibraryModel(Path("synthetic.gguf"), "file", info)])
+    page.set_models([LibraryEntry(Path("synthetic.gguf"), "file", info)])
 
     # Warm up once (first text document, fonts, Pygments lexers), as any earlier reply would have.
     warm = chat_view.MessageWidget("assistant", page.view._renderer)

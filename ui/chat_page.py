@@ -26,7 +26,7 @@ from app.chats.store import ChatStore, Conversation, Message
 from app.chats.turn import Turn
 from app.context import AppContext
 from app.engine.types import GenerationStats, LoadedModel
-from app.library import LibraryModel
+from app.library import LibraryEntry
 from ui.chat_view import ChatView
 from ui.engine_controller import EngineController
 from ui.item_models import MessageListModel
@@ -108,7 +108,7 @@ class ChatPage(QWidget):
         self.conversation: Conversation | None = None
         self.messages = MessageListModel()
         self._stream: _Stream | None = None
-        self._models: list[LibraryModel] = []
+        self._models: list[LibraryEntry] = []
         self._library_known = False  # the first library scan has answered
         self._wanted = ""  # a model chosen before the picker lists it (a scan is under way)
         self._send_when_ready = False  # Enter before the models or the engine were ready
@@ -171,7 +171,7 @@ class ChatPage(QWidget):
 
     # models
 
-    def set_models(self, models: list[LibraryModel]) -> None:
+    def set_models(self, models: list[LibraryEntry]) -> None:
         current = self.current_model_path()
         self._models = [m for m in models if m.usable]
         self._library_known = True

@@ -20,7 +20,7 @@ from PySide6.QtCore import (
 from app.chats.store import Conversation, Message
 from app.hub import SearchResult
 from app.hub.recommended import Recommended
-from app.library import LibraryModel
+from app.library import LibraryEntry
 from app.units import human_count, human_parameters, human_size
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -192,7 +192,7 @@ class LibraryTableModel(QAbstractTableModel):
 
     def __init__(self) -> None:
         super().__init__()
-        self._items: list[LibraryModel] = []
+        self._items: list[LibraryEntry] = []
         self.loaded_path = ""
 
     def rowCount(self, parent: _Index = _ROOT) -> int:
@@ -236,7 +236,7 @@ class LibraryTableModel(QAbstractTableModel):
             return font
         return None
 
-    def _cell(self, m: LibraryModel, column: int) -> str:
+    def _cell(self, m: LibraryEntry, column: int) -> str:
         i = m.info
         if column == 0:
             return m.name + ("  (loaded)" if str(m.path) == self.loaded_path else "")
@@ -252,7 +252,7 @@ class LibraryTableModel(QAbstractTableModel):
             self._SOURCES.get(m.source, m.source) + (f" — {m.error}" if m.error else ""),
         ][column]
 
-    def set_models(self, items: list[LibraryModel]) -> None:
+    def set_models(self, items: list[LibraryEntry]) -> None:
         self.beginResetModel()
         self._items = list(items)
         self.endResetModel()
@@ -262,7 +262,7 @@ class LibraryTableModel(QAbstractTableModel):
         if self._items:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._items) - 1, 0))
 
-    def model_at(self, row: int) -> LibraryModel:
+    def model_at(self, row: int) -> LibraryEntry:
         return self._items[row]
 
 

@@ -28,7 +28,7 @@ from app.context import AppContext
 from app.downloads import DownloadManager, JobView, State
 from app.engine.types import LoadedModel
 from app.hub import RemoteModel
-from app.library import LibraryModel
+from app.library import LibraryEntry
 from app.secrets import get_token
 from ui.chat_page import ChatPage
 from ui.discover_page import DiscoverPage
@@ -255,7 +255,7 @@ class MainWindow(QMainWindow):
     def refresh_library(self) -> None:
         run_task(self.library_pool, self.ctx.library.scan, self._on_library, self._on_library_error)
 
-    def _on_library(self, models: list[LibraryModel]) -> None:
+    def _on_library(self, models: list[LibraryEntry]) -> None:
         self.models_page.set_models(models)
         self.models_page.set_loaded(self.engine.loaded_path)
         self.chat_page.set_models(models)
@@ -275,7 +275,7 @@ class MainWindow(QMainWindow):
         )
 
     @Slot(object)
-    def delete_model(self, model: LibraryModel) -> None:
+    def delete_model(self, model: LibraryEntry) -> None:
         if str(model.path) in (self.engine.loaded_path, self.engine.loading_path):
             self.engine.unload()
         run_task(

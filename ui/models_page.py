@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.library import LibraryModel
+from app.library import LibraryEntry
 from ui.item_models import LibraryTableModel
 
 
@@ -30,7 +30,7 @@ class ModelsPage(QWidget):
     unload_requested = Signal()
     add_file_requested = Signal(str, bool)  # path, copy into Hearth's folder
     add_folder_requested = Signal(str)
-    delete_requested = Signal(object)  # LibraryModel
+    delete_requested = Signal(object)  # LibraryEntry
 
     def __init__(self, models_dir: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -102,7 +102,7 @@ class ModelsPage(QWidget):
         layout.addLayout(buttons)
         self._update_buttons()
 
-    def set_models(self, models: list[LibraryModel]) -> None:
+    def set_models(self, models: list[LibraryEntry]) -> None:
         self.table_model.set_models(models)
         self.stack.setCurrentWidget(self.table if models else self.empty)
         usable = sum(1 for m in models if m.usable)
@@ -121,7 +121,7 @@ class ModelsPage(QWidget):
         self.table_model.set_loaded(path)
         self._update_buttons()
 
-    def selected(self) -> LibraryModel | None:
+    def selected(self) -> LibraryEntry | None:
         rows = self.table.selectionModel().selectedRows()
         return self.table_model.model_at(rows[0].row()) if rows else None
 

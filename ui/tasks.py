@@ -1,6 +1,7 @@
 """Run blocking work off the GUI thread; results come back on the GUI thread.
 
-The shape of Anki's ``QueryOp``: ``run_task(pool, fn, on_done, on_error)``. The callbacks run on
+The shape of Anki's ``QueryOp``: ``run_task(pool, fn, on_done, on_error)``, generic in the
+result: ``on_done`` takes what ``fn`` returns (mypy checks the pair). The callbacks run on
 the GUI thread because the relay QObject lives there and the signal crosses threads queued.
 """
 
@@ -9,21 +10,22 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-class _Relay(QObject):
-    done = Signal(object)
-    failed = Signal(object)
+class _Relay(QObject, Generic[T]):
+    done = Signal(object)  # T (a Qt signal carries it as a Python object)
+    failed = Signal(object)  # Exception
 
     def __init__(
         self,
-        on_done: Callable[[Any], None],
+        on_done: Callable[[T], None],
         on_error: Callable[[Exception], None],
         owner: QObject | None,
     ):
@@ -39,7 +41,7 @@ class _Relay(QObject):
         return self._owner is not None and not shiboken6.isValid(self._owner)
 
     @Slot(object)
-    def _deliver_done(self, result: Any) -> None:
+    def _deliver_done(self, result: T) -> None:
         _live.discard(self)
         if not self._owner_gone():
             self._on_done(result)
@@ -51,11 +53,11 @@ class _Relay(QObject):
             self._on_error(error)
 
 
-_live: set[_Relay] = set()  # relays stay referenced until their callback has run
+_live: set[_Relay[Any]] = set()  # relays stay referenced until their callback has run
 
 
-class _Task(QRunnable):
-    def __init__(self, fn: Callable[[], Any], relay: _Relay) -> None:
+class _Task(QRunnable, Generic[T]):
+    def __init__(self, fn: Callable[[], T], relay: _Relay[T]) -> None:
         super().__init__()
         self._fn = fn
         self._relay = relay
@@ -72,8 +74,8 @@ class _Task(QRunnable):
 
 def run_task(
     pool: QThreadPool,
-    fn: Callable[[], Any],
-    on_done: Callable[[Any], None],
+    fn: Callable[[], T],
+    on_done: Callable[[T], None],
     on_error: Callable[[Exception], None],
     owner: QObject | None = None,
 ) -> None:
@@ -84,7 +86,7 @@ def run_task(
     if owner is None:
         bound_to = getattr(on_done, "__self__", None)
         owner = bound_to if isinstance(bound_to, QObject) else None
-    relay = _Relay(on_done, on_error, owner)
+    relay: _Relay[T] = _Relay(on_done, on_error, owner)
     _live.add(relay)
     pool.start(_Task(fn, relay))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QPoint, Qt, QThreadPool, Slot
+from PySide6.QtCore import QModelIndex, QPoint, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
 from app.chats.store import ChatStore
 from app.context import AppContext
 from app.downloads import DownloadManager, JobView, State
-from app.engine.types import LoadedModel
 from app.hub import RemoteModel
 from app.library import LibraryEntry
 from app.secrets import get_token
@@ -46,6 +45,10 @@ log = logging.getLogger(__name__)
 class MainWindow(QMainWindow):
     CHAT, DISCOVER, DOWNLOADS, MODELS, SETTINGS = range(5)
 
+    # The library as last scanned (list[LibraryEntry]): every screen that lists models observes
+    # it, instead of the window handing each the list.
+    library_changed = Signal(object)
+
     def __init__(self, ctx: AppContext, store: ChatStore, engine: EngineController) -> None:
         super().__init__()
         self.ctx = ctx
@@ -56,9 +59,25 @@ class MainWindow(QMainWindow):
         self.library_pool.setMaxThreadCount(1)
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
+        self._build_pages()
+        central = QWidget()
+        cl = QHBoxLayout(central)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(0)
+        cl.addWidget(self._build_sidebar())
+        cl.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+        self._add_shortcuts()
+        self._connect_pages()
+        self.reload_conversations()
+        self.new_chat()
+        self.refresh_library()
+        self.downloads.start()  # the queue from last time resumes
 
-        self.chat_page = ChatPage(ctx, store, engine)
-        self.models_page = ModelsPage(ctx.paths.models_dir)
+    def _build_pages(self) -> None:
+        ctx, engine = self.ctx, self.engine
+        self.chat_page = ChatPage(ctx, self.store, engine)
+        self.models_page = ModelsPage(ctx.paths.models_dir, engine)
         self.settings_page = SettingsPage(ctx.settings, ctx.library)
         self.discover_page = DiscoverPage(get_token, ctx.settings.context_length)
         self.downloads_page = DownloadsPage(ctx.settings.download_concurrency)
@@ -82,7 +101,8 @@ class MainWindow(QMainWindow):
         ):
             self.pages.addWidget(page)
 
-        # sidebar
+    def _build_sidebar(self) -> QWidget:
+        """Title, New chat, the conversations, and the page buttons."""
         self.conversations = ConversationListModel()
         self.conversation_list = QListView()
         self.conversation_list.setAccessibleName("Conversations")
@@ -119,21 +139,19 @@ class MainWindow(QMainWindow):
         sl.addWidget(new_chat)
         sl.addWidget(self.conversation_list, 1)
         sl.addLayout(nav_layout)
+        return sidebar
 
-        central = QWidget()
-        cl = QHBoxLayout(central)
-        cl.setContentsMargins(0, 0, 0, 0)
-        cl.setSpacing(0)
-        cl.addWidget(sidebar)
-        cl.addWidget(self.pages, 1)
-        self.setCentralWidget(central)
-
+    def _add_shortcuts(self) -> None:
         new_action = QAction("New chat", self)
         new_action.setShortcut(QKeySequence.StandardKey.New)
         new_action.triggered.connect(self.new_chat)
         self.addAction(new_action)
 
-        # wiring
+    def _connect_pages(self) -> None:
+        """What each page asks for, and what each observes."""
+        engine = self.engine
+        self.library_changed.connect(self.models_page.set_models)
+        self.library_changed.connect(self.chat_page.set_models)
         self.chat_page.conversation_created.connect(self._on_conversation_created)
         self.chat_page.conversation_changed.connect(self._on_conversation_changed)
         self.models_page.refresh_requested.connect(self.refresh_library)
@@ -142,7 +160,7 @@ class MainWindow(QMainWindow):
         self.models_page.add_file_requested.connect(self.add_model_file)
         self.models_page.add_folder_requested.connect(self.settings_page.add_folder)
         self.models_page.delete_requested.connect(self.delete_model)
-        self.settings_page.changed.connect(ctx.save_settings)
+        self.settings_page.changed.connect(self.ctx.save_settings)
         self.settings_page.folders_changed.connect(self.refresh_library)
         self.settings_page.theme_changed.connect(self._apply_theme)
         self.settings_page.engine_settings_changed.connect(self._engine_settings_changed)
@@ -159,14 +177,7 @@ class MainWindow(QMainWindow):
         self.downloads_page.chat_requested.connect(self.chat_with)
         self.downloads.changed.connect(self._on_downloads_changed)
         self.downloads.finished.connect(self._on_download_finished)
-        engine.model_loaded.connect(self._on_model_loaded)
-        engine.model_unloaded.connect(self._on_model_unloaded)
         engine.model_load_failed.connect(self._on_model_load_failed)
-
-        self.reload_conversations()
-        self.new_chat()
-        self.refresh_library()
-        self.downloads.start()  # the queue from last time resumes
 
     # pages
 
@@ -256,9 +267,7 @@ class MainWindow(QMainWindow):
         run_task(self.library_pool, self.ctx.library.scan, self._on_library, self._on_library_error)
 
     def _on_library(self, models: list[LibraryEntry]) -> None:
-        self.models_page.set_models(models)
-        self.models_page.set_loaded(self.engine.loaded_path)
-        self.chat_page.set_models(models)
+        self.library_changed.emit(models)
 
     def _on_library_error(self, error: Exception) -> None:
         log.error("library scan failed: %s", error)
@@ -294,17 +303,8 @@ class MainWindow(QMainWindow):
     def _load_model(self, path: str) -> None:
         self.chat_page.choose_model(path)
 
-    @Slot(object)
-    def _on_model_loaded(self, info: LoadedModel) -> None:
-        self.models_page.set_loaded(info.path)
-
-    @Slot()
-    def _on_model_unloaded(self) -> None:
-        self.models_page.set_loaded("")
-
     @Slot(str, str)
     def _on_model_load_failed(self, path: str, message: str) -> None:
-        self.models_page.set_loaded("")
         if self.pages.currentWidget() is self.models_page:
             QMessageBox.warning(self, "Could not load the model", message)
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.library import LibraryEntry
+from ui.engine_controller import EngineController
 from ui.item_models import LibraryTableModel
 
 
@@ -32,9 +33,16 @@ class ModelsPage(QWidget):
     add_folder_requested = Signal(str)
     delete_requested = Signal(object)  # LibraryEntry
 
-    def __init__(self, models_dir: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, models_dir: Path, engine: EngineController, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.models_dir = models_dir
+        # Which model is loaded is the engine controller's to say; this page shows it.
+        self._engine = engine
+        engine.model_loaded.connect(self._on_engine_changed)
+        engine.model_unloaded.connect(self._on_engine_changed)
+        engine.model_load_failed.connect(self._on_engine_changed)
         self.table_model = LibraryTableModel()
         title = QLabel("<h2>Models</h2>")
         self.summary = QLabel()
@@ -115,10 +123,11 @@ class ModelsPage(QWidget):
                 else ""
             )
         )
-        self._update_buttons()
+        self._on_engine_changed()
 
-    def set_loaded(self, path: str) -> None:
-        self.table_model.set_loaded(path)
+    @Slot()
+    def _on_engine_changed(self) -> None:
+        self.table_model.set_loaded(self._engine.loaded_path)
         self._update_buttons()
 
     def selected(self) -> LibraryEntry | None:

@@ -54,13 +54,15 @@ class ConversationListModel(QAbstractListModel):
             return None
         c = self._items[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"{c.title}  · replying…" if c.id == self._replying else c.title
+            # Marked at the start: a long title is elided at its end.
+            return f"● {c.title}" if c.id == self._replying else c.title
         if role == Qt.ItemDataRole.EditRole:
             return c.title
         if role == ConversationRole.Replying:
             return c.id == self._replying
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{c.title}\n{time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}"
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
+            return f"{c.title}\n{'Replying… · ' if c.id == self._replying else ''}{when}"
         if role == ConversationRole.Id:
             return c.id
         if role == ConversationRole.UpdatedAt:

@@ -75,7 +75,34 @@ class SettingsPage(QScrollArea):
         layout.setContentsMargins(20, 12, 20, 16)
         layout.addWidget(QLabel("<h2>Settings</h2>"))
 
-        # models
+        for box in (
+            self._folders_box(),
+            self._engine_box(),
+            self._replies_box(),
+            self._hub_box(),
+            self._look_box(),
+        ):
+            layout.addWidget(box)
+        layout.addStretch(1)
+        self.setWidget(body)
+        self._connect_fields()
+
+    def _connect_fields(self) -> None:
+        for w in (self.threads, self.context, self.gpu_layers):
+            w.valueChanged.connect(self._engine_changed)
+        self.flash.currentIndexChanged.connect(self._engine_changed)
+        self.template.currentIndexChanged.connect(self._engine_changed)
+        for d in (self.temperature, self.top_p, self.min_p, self.repeat):
+            d.valueChanged.connect(self._sampling_changed)
+        for sp in (self.top_k, self.max_tokens, self.seed):
+            sp.valueChanged.connect(self._sampling_changed)
+        self.system_prompt.textChanged.connect(self._sampling_changed)
+        self.theme.currentIndexChanged.connect(self._theme_changed)
+        self.offline.toggled.connect(self._offline_changed)
+        self.read_while_typing.toggled.connect(self._read_while_typing_changed)
+
+    def _folders_box(self) -> QGroupBox:
+        """Hearth's own folder and the folders the user adds."""
         folders_box = QGroupBox("Model folders")
         self.folders = QListWidget()
         self.folders.setMaximumHeight(110)
@@ -97,25 +124,27 @@ class SettingsPage(QScrollArea):
         )
         fl.addWidget(self.folders)
         fl.addLayout(row)
-        layout.addWidget(folders_box)
 
-        # engine
+        return folders_box
+
+    def _engine_box(self) -> QGroupBox:
+        """What llama.cpp loads a model with."""
         engine_box = QGroupBox("Engine (applies when a model is next loaded)")
         ef = _form(engine_box)
         self.threads = QSpinBox()
         self.threads.setRange(1, 256)
-        self.threads.setValue(settings.threads)
+        self.threads.setValue(self.settings.threads)
         self.context = QSpinBox()
         self.context.setRange(256, 1_048_576)
         self.context.setSingleStep(1024)
-        self.context.setValue(settings.context_length)
+        self.context.setValue(self.settings.context_length)
         self.context.setToolTip(
             "Longer contexts remember more of a conversation and use more memory."
         )
         self.gpu_layers = QSpinBox()
         self.gpu_layers.setRange(-1, 1000)
         self.gpu_layers.setSpecialValueText("All")
-        self.gpu_layers.setValue(settings.gpu_layers)
+        self.gpu_layers.setValue(self.settings.gpu_layers)
         self.gpu_layers.setToolTip(
             "Layers to offload to the GPU (CUDA or Metal builds only); "
             "0 keeps the model on the CPU."
@@ -127,7 +156,7 @@ class SettingsPage(QScrollArea):
             ("Off", "off"),
         ):
             self.flash.addItem(label, value)
-        self.flash.setCurrentIndex(max(self.flash.findData(settings.flash_attention), 0))
+        self.flash.setCurrentIndex(max(self.flash.findData(self.settings.flash_attention), 0))
         self.flash.setToolTip(
             "Faster on GPUs; on the CPU it slows long conversations, so Automatic leaves it off."
         )
@@ -135,19 +164,21 @@ class SettingsPage(QScrollArea):
         self.template.addItem("The model's own", "")
         for name in BUILTIN_TEMPLATES:
             self.template.addItem(name, name)
-        i = self.template.findData(settings.chat_template_override)
+        i = self.template.findData(self.settings.chat_template_override)
         self.template.setCurrentIndex(max(i, 0))
         ef.addRow("CPU threads", self.threads)
         ef.addRow("Context length (tokens)", self.context)
         ef.addRow("GPU layers", self.gpu_layers)
         ef.addRow("Flash attention", self.flash)
         ef.addRow("Chat template", self.template)
-        layout.addWidget(engine_box)
 
-        # generation
+        return engine_box
+
+    def _replies_box(self) -> QGroupBox:
+        """Sampling, the default system prompt, reading while typing."""
         gen_box = QGroupBox("Replies")
         gf = _form(gen_box)
-        s = settings.sampling
+        s = self.settings.sampling
         self.temperature = self._double(s.temperature, 0, 5, 0.05)
         self.top_p = self._double(s.top_p, 0, 1, 0.01)
         self.min_p = self._double(s.min_p, 0, 1, 0.01)
@@ -162,7 +193,7 @@ class SettingsPage(QScrollArea):
         self.seed.setRange(-1, 2**31 - 1)
         self.seed.setSpecialValueText("Random")
         self.seed.setValue(s.seed)
-        self.system_prompt = QPlainTextEdit(settings.default_system_prompt)
+        self.system_prompt = QPlainTextEdit(self.settings.default_system_prompt)
         self.system_prompt.setPlaceholderText(
             "Optional instructions given to the model in every new chat"
         )
@@ -179,19 +210,21 @@ class SettingsPage(QScrollArea):
         self.read_while_typing = QCheckBox(
             "Read my message while I type, so that the reply starts at once"
         )
-        self.read_while_typing.setChecked(settings.read_while_typing)
+        self.read_while_typing.setChecked(self.settings.read_while_typing)
         self.read_while_typing.setToolTip(
             "At each pause in typing the model reads what you have written so far, on this "
             "computer. Turn it off to keep the processor idle until you send."
         )
         gf.addRow(self.read_while_typing)
-        layout.addWidget(gen_box)
 
-        # Hugging Face
+        return gen_box
+
+    def _hub_box(self) -> QGroupBox:
+        """Offline mode and the Hugging Face token."""
         hub_box = QGroupBox("Hugging Face Hub")
         hf = _form(hub_box)
         self.offline = QCheckBox("Offline mode: Hearth opens no network connection at all")
-        self.offline.setChecked(settings.offline)
+        self.offline.setChecked(self.settings.offline)
         self.offline.setToolTip(
             "Discover and downloads stop; chats keep working. HF_HUB_OFFLINE=1 does the same."
         )
@@ -215,33 +248,21 @@ class SettingsPage(QScrollArea):
         hf.addRow(self.offline)
         hf.addRow("Access token", token_row)
         hf.addRow("", self.token_status)
-        layout.addWidget(hub_box)
         self._show_token_state()
 
-        # appearance
+        return hub_box
+
+    def _look_box(self) -> QGroupBox:
+        """Theme."""
         look_box = QGroupBox("Appearance")
         lf = _form(look_box)
         self.theme = QComboBox()
         for label, value in (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark")):
             self.theme.addItem(label, value)
-        self.theme.setCurrentIndex(max(self.theme.findData(settings.theme), 0))
+        self.theme.setCurrentIndex(max(self.theme.findData(self.settings.theme), 0))
         lf.addRow("Theme", self.theme)
-        layout.addWidget(look_box)
-        layout.addStretch(1)
-        self.setWidget(body)
 
-        for w in (self.threads, self.context, self.gpu_layers):
-            w.valueChanged.connect(self._engine_changed)
-        self.flash.currentIndexChanged.connect(self._engine_changed)
-        self.template.currentIndexChanged.connect(self._engine_changed)
-        for d in (self.temperature, self.top_p, self.min_p, self.repeat):
-            d.valueChanged.connect(self._sampling_changed)
-        for sp in (self.top_k, self.max_tokens, self.seed):
-            sp.valueChanged.connect(self._sampling_changed)
-        self.system_prompt.textChanged.connect(self._sampling_changed)
-        self.theme.currentIndexChanged.connect(self._theme_changed)
-        self.offline.toggled.connect(self._offline_changed)
-        self.read_while_typing.toggled.connect(self._read_while_typing_changed)
+        return look_box
 
     def flush(self) -> None:
         """Say now what is still settling (the window closes)."""

@@ -18,7 +18,8 @@ from app.engine.types import ChatMessage, Engine, EngineError, LoadParams, coale
 from app.settings import Sampling
 
 log = logging.getLogger(__name__)
-# Token deltas are coalesced to at most ~30 updates a second (an engine process sends 25): each
+# Token deltas are coalesced to at most ~30 updates a second, once: here, unless the engine paced
+# them already (an engine process sends at most 25 a second, see Reply.paced). Each
 # update renders the reply again, CPU time taken from llama.cpp when every core generates.
 EMIT_INTERVAL = 1 / 30
 # Every controller ever made, so tests can fail when one leaves its thread running.
@@ -79,7 +80,7 @@ class EngineWorker(QObject):
             return
         try:
             reply = engine.chat(messages, sampling, cancel)
-            for text in coalesce(reply, EMIT_INTERVAL):
+            for text in reply if reply.paced else coalesce(reply, EMIT_INTERVAL):
                 self.delta.emit(request_id, text)
             self.finished.emit(request_id, reply.stats)
         except EngineError as e:

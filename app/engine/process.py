@@ -352,7 +352,7 @@ class ProcessEngine:
         if self._loaded is None:
             raise EngineError("No model is loaded.")
         stats = GenerationStats()
-        return Reply(self._stream(messages, sampling, cancel, stats), stats)
+        return Reply(self._stream(messages, sampling, cancel, stats), stats, paced=True)
 
     def _stream(
         self,

@@ -95,6 +95,9 @@ class Reply:
 
     deltas: Iterator[str]
     stats: GenerationStats = field(default_factory=GenerationStats)
+    # The deltas already come at most ~25 times a second (coalesced where they were made), so a
+    # reader need not coalesce them again: one stage between the engine and the screen.
+    paced: bool = False
 
     def __iter__(self) -> Iterator[str]:
         return self.deltas

@@ -244,7 +244,7 @@ class ChatPage(QWidget):
     def _on_loading(self, path: str) -> None:
         self.status.setText("Loading model…")
 
-    @Slot(object)
+    @Slot(LoadedModel)
     def _on_loaded(self, info: LoadedModel) -> None:
         text = f"Ready · context {info.context_length:,} tokens"
         if info.gpu_layers:
@@ -474,7 +474,7 @@ class ChatPage(QWidget):
         self._stream = None
         self.conversation_changed.emit(s.conversation_id)
 
-    @Slot(object)
+    @Slot(GenerationStats)
     def _on_finished(self, stats: GenerationStats) -> None:
         if self._stream is not None:
             self._stream.turn.finish(stats)

@@ -14,7 +14,15 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.engine.types import ChatMessage, Engine, EngineError, LoadParams, coalesce
+from app.engine.types import (
+    ChatMessage,
+    Engine,
+    EngineError,
+    GenerationStats,
+    LoadedModel,
+    LoadParams,
+    coalesce,
+)
 from app.settings import Sampling
 
 log = logging.getLogger(__name__)
@@ -27,10 +35,10 @@ live_controllers: weakref.WeakSet[EngineController] = weakref.WeakSet()
 
 
 class EngineWorker(QObject):
-    loaded = Signal(int, object)  # request id, LoadedModel
+    loaded = Signal(int, LoadedModel)  # request id, the model
     load_failed = Signal(int, str)
     delta = Signal(int, str)
-    finished = Signal(int, object)  # request id, GenerationStats
+    finished = Signal(int, GenerationStats)  # request id, the reply's stats
     failed = Signal(int, str)
     unloaded = Signal(int)
 
@@ -116,17 +124,17 @@ class EngineController(QObject):
     """The GUI thread's handle on the engine thread."""
 
     model_loading = Signal(str)  # path
-    model_loaded = Signal(object)  # LoadedModel
+    model_loaded = Signal(LoadedModel)
     model_load_failed = Signal(str, str)  # path, message
     model_unloaded = Signal()
     reply_delta = Signal(str)
-    reply_finished = Signal(object)  # GenerationStats
+    reply_finished = Signal(GenerationStats)
     reply_failed = Signal(str)
     busy_changed = Signal(bool)
 
-    _request_load = Signal(int, str, object, object)
-    _request_generate = Signal(int, object, object, object)
-    _request_prepare = Signal(object)
+    _request_load = Signal(int, str, object, object)  # request id, path, LoadParams, cancel
+    _request_generate = Signal(int, object, object, object)  # id, messages, Sampling, cancel
+    _request_prepare = Signal(object)  # messages
     _request_unload = Signal(int)
     _request_close = Signal()
 
@@ -221,8 +229,8 @@ class EngineController(QObject):
             self.generating = busy
             self.busy_changed.emit(busy)
 
-    @Slot(int, object)
-    def _on_loaded(self, request_id: int, info: object) -> None:
+    @Slot(int, LoadedModel)
+    def _on_loaded(self, request_id: int, info: LoadedModel) -> None:
         if request_id != self._load_id:
             return
         self.loaded_path, self.loading_path = self.loading_path, ""
@@ -246,8 +254,8 @@ class EngineController(QObject):
         if request_id == self._generate_id:
             self.reply_delta.emit(text)
 
-    @Slot(int, object)
-    def _on_finished(self, request_id: int, stats: object) -> None:
+    @Slot(int, GenerationStats)
+    def _on_finished(self, request_id: int, stats: GenerationStats) -> None:
         if request_id == self._generate_id:
             self._set_busy(False)
             self.reply_finished.emit(stats)

@@ -108,10 +108,7 @@ class ModelLibrary:
         models: list[LibraryEntry] = []
 
         def consider(path: Path, source: str) -> None:
-            try:
-                key = path.resolve()
-            except OSError:
-                key = path
+            key = _resolved(path)
             if key in seen:
                 return
             seen.add(key)
@@ -163,7 +160,7 @@ class ModelLibrary:
 
     def add(self, path: Path, copy: bool = False) -> LibraryEntry:
         """Add a GGUF file: copied into Hearth's folder, or used where it is."""
-        path = path.expanduser().resolve()
+        path = _resolved(path.expanduser())
         try:
             info = self.inspect(path)
         except InvalidModelFile as e:
@@ -189,7 +186,7 @@ class ModelLibrary:
         return LibraryEntry(path, "file", info)
 
     def add_folder(self, folder: Path) -> None:
-        folder = folder.expanduser().resolve()
+        folder = _resolved(folder.expanduser())
         if not folder.is_dir():
             raise LibraryError(f"{folder} is not a folder.")
         if str(folder) not in self.settings.model_folders:
@@ -243,7 +240,7 @@ class ModelLibrary:
             if not candidate.exists():
                 raise LibraryError(f"No such file: {query}")
             try:
-                return LibraryEntry(candidate.resolve(), "file", self.inspect(candidate))
+                return LibraryEntry(_resolved(candidate), "file", self.inspect(candidate))
             except InvalidModelFile as e:
                 raise LibraryError(f"{candidate.name}: {e}") from None
         pool = [m for m in (models if models is not None else self.scan())]
@@ -264,8 +261,17 @@ def _is_within(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder.resolve())
         return True
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
         return False
+
+
+def _resolved(path: Path) -> Path:
+    """The absolute path without symbolic links, or the path itself where they loop (a loop is
+    then reported by whatever reads the file)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python 3.11's "Symlink loop"
+        return path.absolute()
 
 
 def _gguf_files(folder: Path) -> Iterable[Path]:

@@ -9,10 +9,13 @@ by path, size and modification time.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import mmap
+import os
 import re
+import stat
 import struct
 from dataclasses import asdict, dataclass
 from enum import IntEnum
@@ -232,6 +235,12 @@ def _quant_name(file_type: Any, tensor_types: dict[int, int]) -> str:
 def read_model_file(path: Path) -> ModelFileInfo:
     """Read and validate a GGUF file's header. Raises ``InvalidModelFile`` with the reason."""
     try:
+        # Nothing but a regular file is opened: opening a FIFO named *.gguf blocks forever.
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(mode):
+            raise InvalidModelFile("That is not a regular file (a pipe, a device or a socket).")
         with open(path, "rb") as f:
             size = f.seek(0, 2)
             if size < 24:
@@ -247,7 +256,13 @@ def read_model_file(path: Path) -> ModelFileInfo:
     except PermissionError:
         raise InvalidModelFile("The file cannot be read (permission denied).") from None
     except OSError as e:
-        raise InvalidModelFile(f"The file cannot be read: {e.strerror or e}.") from None
+        raise _unreadable(e) from None
+
+
+def _unreadable(e: OSError) -> InvalidModelFile:
+    if e.errno == errno.ELOOP:
+        return InvalidModelFile("The path is a loop of symbolic links.")
+    return InvalidModelFile(f"The file cannot be read: {e.strerror or e}.")
 
 
 def _parse(buf: mmap.mmap, size: int, path: Path) -> ModelFileInfo:
@@ -401,7 +416,7 @@ class HeaderCache:
         except FileNotFoundError:
             raise InvalidModelFile("The file does not exist.") from None
         except OSError as e:
-            raise InvalidModelFile(f"The file cannot be read: {e.strerror or e}.") from None
+            raise _unreadable(e) from None
         key = str(path)
         hit = self._entries.get(key)
         if hit and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:

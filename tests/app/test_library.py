@@ -94,3 +94,36 @@ def test_find(ctx: AppContext, make_model: Callable[..., Path]) -> None:
         ctx.library.find("llama")
     direct = make_model("elsewhere.gguf")
     assert ctx.library.find(str(direct)).path == direct.resolve()
+
+
+def test_non_files_named_gguf_are_listed_unusable_without_hanging(
+    ctx: AppContext, tmp_path: Path
+) -> None:
+    """A FIFO named *.gguf used to block the scan (and the window's quit) forever; a symbolic
+    link loop raised a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    folder = ctx.paths.models_dir / "odd"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "pipe.gguf")
+    (folder / "loop.gguf").symlink_to("loop.gguf")
+    (folder / "up").symlink_to("..")  # a folder loop, not followed
+    by_name = {m.name: m for m in ctx.library.scan()}
+    assert by_name["pipe"].error == "That is not a regular file (a pipe, a device or a socket)."
+    assert by_name["loop"].error == "The path is a loop of symbolic links."
+    with pytest.raises(LibraryError, match="not a regular file"):
+        ctx.library.add(folder / "pipe.gguf")
+    with pytest.raises(LibraryError, match="loop of symbolic links"):
+        ctx.library.add(folder / "loop.gguf")
+    for args in (["models", "list"], ["models", "add", str(folder / "pipe.gguf")]):
+        result = subprocess.run(
+            [sys.executable, "-m", "app", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert "Traceback" not in result.stderr
+    assert "not a regular file" in result.stderr

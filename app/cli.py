@@ -24,6 +24,21 @@ class CliError(Exception):
     """Printed as one line on stderr, exit status 1."""
 
 
+# Control characters a terminal would act on (ESC starts escape sequences that can retitle the
+# window, move the cursor or rewrite what was shown; BEL rings): model output and saved chats are
+# shown without them on a terminal. Tabs and newlines stay; the database and JSON keep everything.
+_CONTROLS = {c: None for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def for_terminal(text: str, out: TextIO) -> str:
+    """``text`` as it may be written to ``out``: without control characters on a terminal."""
+    try:
+        tty = out.isatty()
+    except (ValueError, OSError):  # closed
+        tty = False
+    return text.translate(_CONTROLS) if tty else text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hearth", description="Private, offline chat with open language models."
@@ -271,7 +286,7 @@ def _chats(args: argparse.Namespace) -> int:
             raise CliError(f"No conversation with id {args.id}. See `hearth chats list`.")
         data = store.export(ids)
         if args.format == "md":
-            sys.stdout.write(export_markdown(data))
+            sys.stdout.write(for_terminal(export_markdown(data), sys.stdout))
         else:
             json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
             print()
@@ -288,6 +303,8 @@ def _chat(args: argparse.Namespace) -> int:
     from app.engine.types import EngineError
     from app.library import LibraryError
 
+    if args.prompt is not None and not args.prompt.strip():
+        raise CliError("The message is empty.")
     ctx = _context()
     try:
         found = (
@@ -373,7 +390,7 @@ def _stream_reply(engine: Engine, turn: Turn, sampling: Sampling, out: TextIO) -
     try:
         for delta in reply:
             turn.record(delta)
-            out.write(delta)
+            out.write(for_terminal(delta, out))
             out.flush()
     except KeyboardInterrupt:  # Ctrl+C stops the reply, not the chat
         reply.close()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -285,3 +286,48 @@ def _hearth(*args: str) -> tuple[int, str, str]:
         cwd=Path(__file__).resolve().parents[2],
     )
     return result.returncode, result.stdout, result.stderr
+
+
+def test_an_empty_message_is_refused_and_saves_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "chat", "   ")
+    assert (code, err) == (1, "hearth: The message is empty.\n")
+    code, out, _ = run(capsys, "chats", "export")
+    assert json.loads(out)["conversations"] == []
+
+
+def test_terminal_escapes_from_a_model_are_not_sent_to_a_terminal(hearth_home: Path) -> None:
+    """ESC and BEL in saved replies reach a terminal as nothing; JSON and pipes keep them."""
+    import os
+    import pty
+
+    from app.chats.store import ChatStore
+    from app.cli import for_terminal
+
+    hostile = "hi\x1b]0;pwned\x07 \x1b[2J\x9b31m there\tand\nmore"
+    store = ChatStore(AppContext.open().paths.chats_db)
+    c = store.create_conversation(title="t", model="m", system_prompt="")
+    store.add_message(c.id, "assistant", hostile)
+    store.close()
+    main_fd, terminal = pty.openpty()
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "chats", "export", "--format", "md"],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    os.close(terminal)
+    shown = b""
+    try:
+        while chunk := os.read(main_fd, 65536):
+            shown += chunk
+    except OSError:  # the terminal's other end is closed: all is read
+        pass
+    os.close(main_fd)
+    assert result.returncode == 0, result.stderr
+    assert b"\x1b" not in shown
+    assert b"\x07" not in shown
+    assert "\x9b" not in shown.decode()
+    assert b"pwned" in shown  # the text stays, only the controls go
+    piped = for_terminal(hostile, io.StringIO())
+    assert piped == hostile  # not a terminal: unchanged

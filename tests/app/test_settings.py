@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from app.paths import get_paths
 from app.settings import SCHEMA_VERSION, Settings, load_settings, save_settings
 
@@ -66,3 +68,15 @@ def test_hearth_home_puts_everything_in_one_folder(hearth_home: Path) -> None:
     ):
         assert hearth_home in p.parents
     assert paths.models_dir not in paths.partial_dir.parents
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("context_length", -1), ("context_length", 10**12), ("threads", 0), ("gpu_layers", -5)],
+)
+def test_numbers_out_of_range_fall_back_to_the_default(
+    tmp_path: Path, key: str, value: int
+) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": SCHEMA_VERSION, key: value}))
+    assert getattr(load_settings(path), key) == getattr(Settings(), key)

@@ -282,7 +282,7 @@ def _chats(args: argparse.Namespace) -> int:
                 print(f"{c.id:>5}  {when}  {c.title}")
             return 0
         ids = [args.id] if args.id is not None else None
-        if args.id is not None and store.conversation(args.id) is None:
+        if args.id is not None and (not 0 < args.id < 2**63 or store.conversation(args.id) is None):
             raise CliError(f"No conversation with id {args.id}. See `hearth chats list`.")
         data = store.export(ids)
         if args.format == "md":

@@ -14,6 +14,15 @@ log = logging.getLogger(__name__)
 SERVICE = "Hearth"
 ACCOUNT = "huggingface-token"
 _session_token: str | None = None
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """Log a keyring problem once per process: every Hub request asks for the token (it filled
+    35 of 80 lines of a log)."""
+    if message not in _said:
+        _said.add(message)
+        log.info("%s", message)
 
 
 class Stored(str, Enum):
@@ -32,7 +41,7 @@ def get_token() -> str | None:
 
         token = keyring.get_password(SERVICE, ACCOUNT)
     except Exception as e:  # no backend, a locked or broken one: never stop the app for it
-        log.info("no usable keyring (%s); no Hub token", e)
+        _say_once(f"no usable keyring ({e}); no Hub token")
         return None
     return token or None
 

@@ -210,7 +210,9 @@ class ChatStore:
         if writer is None:
             writer = this_writer() if status == "streaming" else ""
         with self._db:
-            self._db.execute("BEGIN")
+            # Reads, then writes: taken as a writer at once, or two processes adding messages
+            # can deadlock and one fail with "database is locked".
+            self._db.execute("BEGIN IMMEDIATE")
             last = self._db.execute(
                 "SELECT id FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
                 (conversation_id,),

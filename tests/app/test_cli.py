@@ -93,6 +93,8 @@ def test_chat_with_prompt_streams_and_saves(
     [
         (["chat", "-m", "no-such-model", "hi"], "No model matches"),
         (["chats", "export", "12345"], "No conversation with id 12345"),
+        (["chats", "export", "99999999999999999999"], "No conversation with id 9999"),
+        (["chats", "export", "-3"], "No conversation with id -3"),
         (["models", "add", "/nonexistent/model.gguf"], "does not exist"),
     ],
 )

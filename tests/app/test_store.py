@@ -118,3 +118,28 @@ def test_title_from() -> None:
     assert title_from("  hello\n world ") == "hello world"
     assert title_from("x" * 100).endswith("…")
     assert len(title_from("x" * 100)) == 48
+
+
+def test_two_processes_adding_messages_never_hit_a_locked_database(db: Path) -> None:
+    """A deferred transaction that reads then writes deadlocked between two writers."""
+    ChatStore(db).close()
+    script = (
+        "import sys\n"
+        "from app.chats.store import ChatStore\n"
+        "s = ChatStore(sys.argv[1])\n"
+        "for i in range(150):\n"
+        "    c = s.create_conversation(title=f't{i}')\n"
+        "    s.add_message(c.id, 'user', 'q')\n"
+        "    s.add_message(c.id, 'assistant', 'a')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(db)], cwd=root, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    store = ChatStore(db)
+    conversations = store.conversations()
+    assert len(conversations) == 300
+    assert all(len(store.messages(c.id)) == 2 for c in conversations)

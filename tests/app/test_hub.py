@@ -254,3 +254,22 @@ def test_gpu_build_is_found_from_library_files_without_loading_llama_cpp(
         assert fit.this_machine().vram_free == 0  # then RAM is what is counted
     finally:
         fit.gpu_backend.cache_clear()
+
+
+def test_no_keyring_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import keyring
+    import keyring.backends.fail
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(secrets, "_said", set())
+    previous = keyring.get_keyring()
+    try:
+        keyring.set_keyring(keyring.backends.fail.Keyring())
+        with caplog.at_level("INFO", logger="app.secrets"):
+            for _ in range(20):  # every Hub request asks
+                assert secrets.get_token() is None
+    finally:
+        keyring.set_keyring(previous)
+    assert sum("no usable keyring" in r.getMessage() for r in caplog.records) == 1

@@ -14,6 +14,7 @@ from app import __version__
 from app.units import human_parameters, human_size
 
 if TYPE_CHECKING:
+    from app.chats.store import ChatStore
     from app.chats.turn import Turn
     from app.context import AppContext
     from app.engine.types import Engine
@@ -141,9 +142,22 @@ def _context() -> AppContext:
     from app.context import AppContext
     from app.logs import setup_logging
 
-    ctx = AppContext.open()
-    setup_logging(ctx.paths.log_file)
+    try:
+        ctx = AppContext.open()
+        setup_logging(ctx.paths.log_file)
+    except OSError as e:  # HEARTH_HOME is a file, a folder is read-only, the disk is full
+        where = e.filename or "Hearth's folders"
+        raise CliError(f"Hearth cannot use {where}: {e.strerror or e}.") from None
     return ctx
+
+
+def _open_store(ctx: AppContext) -> ChatStore:
+    from app.chats.store import ChatStore, ChatStoreError
+
+    try:
+        return ChatStore(ctx.paths.chats_db)
+    except ChatStoreError as e:
+        raise CliError(str(e)) from None
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -271,10 +285,10 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _chats(args: argparse.Namespace) -> int:
-    from app.chats.store import ChatStore, export_markdown
+    from app.chats.store import export_markdown
 
     ctx = _context()
-    store = ChatStore(ctx.paths.chats_db)
+    store = _open_store(ctx)
     try:
         if args.chats_command == "list":
             for c in store.conversations():
@@ -297,7 +311,7 @@ def _chats(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     from app.chats.history import engine_messages, opening_messages
-    from app.chats.store import ChatStore, Conversation
+    from app.chats.store import Conversation
     from app.chats.turn import Turn
     from app.engine.process import local_engine
     from app.engine.types import EngineError
@@ -327,6 +341,7 @@ def _chat(args: argparse.Namespace) -> int:
     if args.seed is not None:
         sampling.seed = args.seed
 
+    store = _open_store(ctx)  # before the model loads: a chat that cannot be saved does not start
     # As in the window, llama.cpp runs on the main thread of its own process: faster there, and
     # a native crash ends that process with a message instead of this one with a core dump.
     engine = local_engine(ctx.paths)
@@ -334,11 +349,11 @@ def _chat(args: argparse.Namespace) -> int:
         loaded = engine.load(str(model.path), ctx.load_params())
     except EngineError as e:
         engine.close()
+        store.close()
         raise CliError(str(e)) from None
     if loaded.notice:
         print(f"note: {loaded.notice}", file=sys.stderr)
 
-    store = ChatStore(ctx.paths.chats_db)
     system = args.system if args.system is not None else ctx.settings.default_system_prompt
     conversation: Conversation | None = None  # saved with its first message, like the app's
 

@@ -8,10 +8,10 @@ import threading
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import __version__
-from app.chats.store import ChatStore
+from app.chats.store import ChatStore, ChatStoreError
 from app.context import AppContext
 from app.engine.types import Engine
 from app.logs import setup_logging
@@ -47,12 +47,21 @@ def run(argv: list[str] | None = None) -> int:
     app.setDesktopFileName("hearth")
     app.setWindowIcon(QIcon(str(RESOURCES / "hearth.svg")))
 
-    ctx = AppContext.open()
-    setup_logging(ctx.paths.log_file)
+    try:
+        ctx = AppContext.open()
+        setup_logging(ctx.paths.log_file)
+    except OSError as e:  # HEARTH_HOME is a file, a folder is read-only, the disk is full
+        where = e.filename or "Hearth's folders"
+        QMessageBox.critical(None, "Hearth", f"Hearth cannot use {where}: {e.strerror or e}.")
+        return 1
     log.info("Hearth %s starting; data in %s", __version__, ctx.paths.data_dir)
     apply_theme(app, ctx.settings.theme)
-    store = ChatStore(ctx.paths.chats_db)
-    store.recover_interrupted()
+    try:
+        store = ChatStore(ctx.paths.chats_db)  # marks replies of writers that are gone
+    except ChatStoreError as e:
+        log.error("%s", e)
+        QMessageBox.critical(None, "Hearth", str(e))
+        return 1
     engine = EngineController(create_engine)
     window = MainWindow(ctx, store, engine)
     window.show()

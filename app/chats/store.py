@@ -83,20 +83,36 @@ class Message:
     created_at: float = 0.0
 
 
+class ChatStoreError(Exception):
+    """The chat database cannot be used; ``str(e)`` is meant for the user."""
+
+
 class ChatStore:
     """The chat database; one instance per thread (SQLite connections are not shared)."""
 
     def __init__(self, path: Path | str) -> None:
-        if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode survives an app crash; only power loss can drop the last commit.
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._migrate()
-        self.recover_interrupted()
+        """Open (or create) the database. Raises ``ChatStoreError`` with the reason when it
+        cannot be used; the file is then left exactly as it is."""
+        try:
+            if isinstance(path, Path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise ChatStoreError(f"The chats at {path} cannot be opened ({e}).") from None
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode survives an app crash; only power loss can drop the last commit.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+            self.recover_interrupted()
+        except sqlite3.Error as e:
+            self._db.close()
+            raise ChatStoreError(
+                f"The chats at {path} cannot be used ({e}). Hearth has left the file as it is; "
+                "move it away to start with no chats, or restore it from a backup."
+            ) from None
 
     def recover_interrupted(self) -> int:
         """Mark replies left ``streaming`` by a writer that is gone as ``interrupted``.
@@ -122,7 +138,8 @@ class ChatStore:
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(_MIGRATIONS):
-            raise RuntimeError(
+            self._db.close()
+            raise ChatStoreError(
                 f"The chat database is from a newer Hearth (schema {version}); update Hearth."
             )
         if version == len(_MIGRATIONS):

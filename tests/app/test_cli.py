@@ -333,3 +333,48 @@ def test_terminal_escapes_from_a_model_are_not_sent_to_a_terminal(hearth_home: P
     assert b"pwned" in shown  # the text stays, only the controls go
     piped = for_terminal(hostile, io.StringIO())
     assert piped == hostile  # not a terminal: unchanged
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "newer schema", "truncated"])
+def test_an_unusable_chat_database_is_one_line_and_left_as_it_is(
+    capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    import os
+    import sqlite3
+
+    from app.chats.store import ChatStore
+
+    db = AppContext.open().paths.chats_db
+    if damage == "random bytes":
+        db.write_bytes(os.urandom(8192))
+    elif damage == "newer schema":
+        ChatStore(db).close()
+        raw = sqlite3.connect(db)
+        raw.execute("PRAGMA user_version = 99")
+        raw.close()
+    else:
+        store = ChatStore(db)
+        for i in range(50):
+            store.create_conversation(title=f"chat {i}" * 20)
+        store.close()
+        db.write_bytes(db.read_bytes()[: 4096 + 100])  # the header says more pages than remain
+    before = db.read_bytes()
+    for args in (["chats", "list"], ["chats", "export"], ["chat", "hi"]):
+        code, _, err = run(capsys, *args)
+        assert code == 1, (args, err)
+        assert err.startswith("hearth: ")
+        assert err.count("\n") == 1
+        assert "Traceback" not in err
+    assert db.read_bytes() == before  # never overwritten
+
+
+def test_a_hearth_home_that_is_a_file_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "not-a-folder"
+    home.write_text("oops")
+    monkeypatch.setenv("HEARTH_HOME", str(home))
+    code, _, err = run(capsys, "chats", "list")
+    assert code == 1
+    assert err.startswith("hearth: Hearth cannot use ")
+    assert err.count("\n") == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.chats.history import engine_messages, title_from
-from app.chats.store import ChatStore, export_markdown
+from app.chats.store import ChatStore, ChatStoreError, export_markdown
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_wal_and_schema_version(db: Path) -> None:
     assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
     raw.execute("PRAGMA user_version = 99")
     raw.close()
-    with pytest.raises(RuntimeError, match="newer Hearth"):
+    with pytest.raises(ChatStoreError, match="newer Hearth"):
         ChatStore(db)
 
 

@@ -8,6 +8,10 @@ says so instead, uses ChatML (what most modern small models were tuned on), and 
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any, cast
 
 from app.engine.types import ChatMessage, EngineError
@@ -65,6 +69,38 @@ def resolve_template(model_template: str | None, override: str) -> tuple[str, st
     return BUILTIN_TEMPLATES[FALLBACK], "fallback", FALLBACK
 
 
+# A chat template is code from the internet: llama-cpp-python renders it in Jinja's sandbox (no
+# file or attribute access, ranges capped), but nested loops can still run for hours. Real
+# templates render in well under a millisecond.
+RENDER_SECONDS = 2.0
+
+
+class _TooLong(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """End what runs inside after ``seconds`` with ``_TooLong``, through SIGALRM: possible only
+    on the main thread of a Unix process (where the engine process renders); elsewhere there is
+    no limit."""
+    alarm = getattr(signal, "SIGALRM", None)
+    if alarm is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise _TooLong
+
+    previous = signal.signal(alarm, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(alarm, previous)
+
+
 class ChatTemplate:
     """A compiled chat template: conversations to the prompt text the model was tuned on.
 
@@ -83,15 +119,22 @@ class ChatTemplate:
 
     def render(self, messages: list[ChatMessage]) -> str:
         """The template applied to ``messages``, with the assistant's header to reply after."""
-        prompt: str = self._formatter(messages=messages).prompt
+        with _time_limit(RENDER_SECONDS):
+            prompt: str = self._formatter(messages=messages).prompt
         return prompt
 
     def format(self, messages: list[ChatMessage]) -> str:
-        """``render``, once per conversation; EngineError when the template rejects it."""
+        """``render``, once per conversation; EngineError when the template rejects it or does
+        not finish."""
         if self._last is not None and self._last[0] == messages:
             return self._last[1]
         try:
             prompt = self.render(messages)
+        except _TooLong:
+            raise EngineError(
+                f"The model's chat template did not finish within {RENDER_SECONDS:g} s (it may "
+                "loop forever). Pick the model's format in Settings → Chat template."
+            ) from None
         except Exception as e:
             raise EngineError(f"The model's chat template rejected the conversation: {e}") from None
         self._last = ([cast(ChatMessage, dict(m)) for m in messages], prompt)

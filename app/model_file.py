@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import mmap
 import os
 import re
@@ -345,6 +346,7 @@ def _parse(buf: mmap.mmap, size: int, path: Path) -> ModelFileInfo:
         v = meta.get(f"{arch}.{key}")
         return v if isinstance(v, int) and not isinstance(v, bool) else 0
 
+    _check_hyperparameters(meta, arch)
     head_count = arch_int("attention.head_count")
     template = meta.get("tokenizer.chat_template")
     model_name = meta.get("general.name")
@@ -366,6 +368,39 @@ def _parse(buf: mmap.mmap, size: int, path: Path) -> ModelFileInfo:
         head_count_kv=arch_int("attention.head_count_kv") or head_count,
         shard_count=shard_count if isinstance(shard_count, int) and shard_count > 0 else 1,
     )
+
+
+# What llama.cpp asserts on while loading (src/llama-hparams.h, llama-model.cpp): a header
+# outside these aborts the process that loads it instead of failing the load.
+MAX_LAYERS = 512
+MAX_EXPERTS = 1024
+
+
+def _check_hyperparameters(meta: dict[str, Any], arch: str) -> None:
+    def bad(what: str) -> InvalidModelFile:
+        return InvalidModelFile(
+            f"The file's header says {what}, which llama.cpp cannot load. The file is corrupt "
+            "or was made wrong; get it again, or another quantization of the model."
+        )
+
+    def number(key: str) -> Any:
+        v = meta.get(f"{arch}.{key}")
+        return None if isinstance(v, bool) else v
+
+    blocks = number("block_count")
+    if isinstance(blocks, int) and not 1 <= blocks <= MAX_LAYERS:
+        raise bad(f"{blocks:,} layers (llama.cpp takes 1 to {MAX_LAYERS})")
+    experts = number("expert_count")
+    if isinstance(experts, int):
+        if not 0 <= experts <= MAX_EXPERTS:
+            raise bad(f"{experts:,} experts (llama.cpp takes up to {MAX_EXPERTS:,})")
+        used = number("expert_used_count")
+        if isinstance(used, int) and not 0 <= used <= experts:
+            raise bad(f"{used:,} experts used of {experts:,}")
+    for key in ("attention.layer_norm_rms_epsilon", "attention.layer_norm_epsilon"):
+        eps = number(key)
+        if isinstance(eps, float) and not (math.isfinite(eps) and eps > 0):
+            raise bad(f"a normalization epsilon of {eps} ({key})")
 
 
 def read_header_prefix(data: bytes) -> dict[str, Any]:

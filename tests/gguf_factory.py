@@ -56,8 +56,15 @@ def write_tiny_model(
     seed: int = 0,
     name: str = "Tiny Test Model",
     architecture: str = "llama",
+    block_count: int | None = None,
+    rms_eps: float = 1e-5,
+    expert_count: int | None = None,
 ) -> Path:
-    """A real, loadable llama-architecture GGUF of ~1 MB: random weights, a byte-level vocab."""
+    """A real, loadable llama-architecture GGUF of ~1 MB: random weights, a byte-level vocab.
+
+    ``block_count``, ``rms_eps`` and ``expert_count`` change only what the header says (the
+    tensors stay those of 2 layers): hostile or broken headers for the validator.
+    """
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -81,12 +88,14 @@ def write_tiny_model(
     w.add_name(name)
     w.add_context_length(n_ctx)
     w.add_embedding_length(n_embd)
-    w.add_block_count(n_layer)
+    w.add_block_count(n_layer if block_count is None else block_count)
     w.add_feed_forward_length(n_ff)
     w.add_head_count(n_head)
     w.add_head_count_kv(n_head)
     w.add_rope_dimension_count(n_embd // n_head)
-    w.add_layer_norm_rms_eps(1e-5)
+    w.add_layer_norm_rms_eps(rms_eps)
+    if expert_count is not None:
+        w.add_expert_count(expert_count)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_license("apache-2.0")
     w.add_tokenizer_model("llama")

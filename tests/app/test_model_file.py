@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,48 @@ def test_value_types_are_the_gguf_specifications() -> None:
     from app.model_file import GGUFValueType
 
     assert {t.name: t.value for t in GGUFValueType} == {t.name: t.value for t in gguf.GGUFValueType}
+
+
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        ({"block_count": 0}, "0 layers"),
+        ({"block_count": 2**31}, "2,147,483,648 layers"),
+        ({"block_count": 2**32 - 1}, "4,294,967,295 layers"),
+        ({"block_count": 10**6}, "1,000,000 layers"),
+        ({"rms_eps": float("nan")}, "epsilon of nan"),
+        ({"rms_eps": 0.0}, "epsilon of 0.0"),
+        ({"expert_count": 2**31}, "2,147,483,648 experts"),
+    ],
+)
+def test_headers_llama_cpp_would_abort_on_are_refused_before_loading(
+    make_model: Callable[..., Path], header: dict[str, object], says: str
+) -> None:
+    """Each of these passed the validator and then killed the process loading it with a
+    GGML_ASSERT (the CLI died with SIGABRT, the window's engine crash-looped)."""
+    import threading
+
+    from app.engine.process import ProcessEngine
+    from app.engine.types import EngineError, LoadParams
+    from app.settings import Sampling
+
+    path = make_model("hostile.gguf", **header)
+    with pytest.raises(InvalidModelFile, match=r"llama\.cpp cannot load") as refused:
+        read_model_file(path)
+    assert says in str(refused.value)
+    engine = ProcessEngine()
+    try:
+        with pytest.raises(EngineError, match=says):
+            engine.load(str(path), LoadParams(context_length=512))
+        child = engine._proc
+        assert child is not None
+        assert child.is_alive()  # refused, not crashed
+        ok = make_model("fine.gguf")
+        engine.load(str(ok), LoadParams(context_length=512))
+        assert list(
+            engine.chat(
+                [{"role": "user", "content": "hi"}], Sampling(max_tokens=2), threading.Event()
+            )
+        )  # type: ignore[list-item]
+    finally:
+        engine.close()

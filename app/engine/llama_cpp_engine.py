@@ -263,6 +263,11 @@ class LlamaCppEngine:
             )
             body = body[cut:]
             dropped += cut
+        if not tokens:  # llama.cpp asserts on an empty batch: its process would abort
+            raise EngineError(
+                "The chat template turned the conversation into an empty prompt. Pick the "
+                "model's format in Settings → Chat template."
+            )
         if len(tokens) >= n_ctx:
             raise EngineError(
                 f"The message is too long for this model's context ({len(tokens)} tokens; the "

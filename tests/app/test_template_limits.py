@@ -47,3 +47,17 @@ def test_a_template_that_never_finishes_fails_the_reply_not_the_engine(tiny_mode
         assert list(engine.chat(HELLO, Sampling(max_tokens=4), threading.Event()))  # type: ignore[arg-type]
     finally:
         engine.close()
+
+
+def test_a_template_that_renders_nothing_is_a_plain_error_not_a_crash(tiny_model: Path) -> None:
+    """An empty prompt reached llama_decode with no tokens, which aborts the process."""
+    engine = ProcessEngine()
+    try:
+        engine.load(str(tiny_model), LoadParams(context_length=512, chat_template_override="{# #}"))
+        with pytest.raises(EngineError, match="empty prompt"):
+            list(engine.chat(HELLO, Sampling(max_tokens=4), threading.Event()))  # type: ignore[arg-type]
+        child = engine._proc
+        assert child is not None
+        assert child.is_alive()
+    finally:
+        engine.close()

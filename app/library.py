@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.engine.crashed_models import CrashedModels
 from app.model_file import HeaderCache, InvalidModelFile, ModelFileInfo, shard_info
 from app.paths import Paths
 from app.settings import Settings
@@ -98,6 +99,7 @@ class ModelLibrary:
         self.settings = settings
         self._save_settings = save_settings or (lambda: None)
         self._cache = HeaderCache(paths.gguf_cache_file)
+        self._crashed = CrashedModels(paths.crashed_models_file)
 
     def folders(self) -> list[Path]:
         return [self.paths.models_dir, *(Path(f) for f in self.settings.model_folders)]
@@ -140,6 +142,9 @@ class ModelLibrary:
             return LibraryEntry(path, source, None, str(e))
         if info.architecture == "clip":
             return None  # a vision projector (mmproj) that goes with a model, not a model
+        crashed = self._crashed.reason(path)
+        if crashed:
+            return LibraryEntry(path, source, info, crashed)
         if shard:
             stem, _, count = shard
             parts = [

@@ -54,6 +54,11 @@ class Paths:
         return self.data_dir / "safe-cpu-mode.json"
 
     @property
+    def crashed_models_file(self) -> Path:
+        """Model files whose loading crashed the engine (app/engine/crashed_models.py)."""
+        return self.data_dir / "crashed-models.json"
+
+    @property
     def log_file(self) -> Path:
         return self.log_dir / "hearth.log"
 

@@ -39,8 +39,13 @@ INJECTED_FAULT = os.environ.get("HEARTH_INJECT_CPU_FAULT", "")
 
 
 def inject_fault(where: str, safe_cpu: bool) -> None:
-    """Die of SIGILL here when HEARTH_INJECT_CPU_FAULT asks for ``where`` in this CPU mode."""
+    """Die of SIGILL here when HEARTH_INJECT_CPU_FAULT asks for ``where`` in this CPU mode; with
+    ``:abort``, of SIGABRT in any mode (what a GGML_ASSERT on a bad file does)."""
     place, _, when = INJECTED_FAULT.partition(":")
+    if place == where and when == "abort":
+        log.warning("injecting an abort (HEARTH_INJECT_CPU_FAULT)")
+        logging.shutdown()
+        signal.raise_signal(signal.SIGABRT)
     if place == where and (when == "always" or not safe_cpu):
         log.warning("injecting an illegal-instruction fault (HEARTH_INJECT_CPU_FAULT)")
         logging.shutdown()

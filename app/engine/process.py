@@ -20,9 +20,11 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import fields, replace
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from app.engine.cpu_safety import DOES_NOT_FIT, SAFE_MODE_NOTICE, SafeModeMemory, is_cpu_fault
+from app.engine.crashed_models import CrashedModels
 from app.engine.pipe import (
     Answer,
     Chat,
@@ -61,6 +63,10 @@ CRASHED_SWITCHING = (
     "The engine stopped unexpectedly (llama.cpp's CPU kernels crashed on this processor); it "
     "restarts in safe CPU mode with your next message."
 )
+# Exit codes of an engine process ended from outside (killed, out of memory): not the file's fault.
+_ENDED_FROM_OUTSIDE = (
+    {-int(signal.SIGKILL), -int(signal.SIGTERM)} if hasattr(signal, "SIGKILL") else set()
+)
 ABANDON_SECONDS = 5  # how long a reply nobody reads may take to stop before its process is ended
 
 
@@ -69,8 +75,6 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
     # Ctrl+C in a terminal reaches the whole process group; the parent decides what it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log_file:
-        from pathlib import Path
-
         from app.logs import setup_logging
 
         setup_logging(Path(log_file))
@@ -173,11 +177,15 @@ class ProcessEngine:
     """
 
     def __init__(
-        self, log_file: str | None = None, safe_mode: SafeModeMemory | None = None
+        self,
+        log_file: str | None = None,
+        safe_mode: SafeModeMemory | None = None,
+        crashed: CrashedModels | None = None,
     ) -> None:
         self._ctx = mp.get_context("spawn")  # no forked Qt or llama.cpp state in the child
         self._log_file = log_file
         self._safe_mode = safe_mode
+        self._crashed = crashed  # files whose loading ended the process: not loaded again
         self._proc: Any = None
         self._conn: Connection | None = None
         self._cancel: Any = None
@@ -274,13 +282,26 @@ class ProcessEngine:
     def _load(self, path: str, params: LoadParams, cancel: threading.Event | None) -> LoadedModel:
         """Load, in safe CPU mode where it is known to be needed, or after the fast kernels
         crash while loading."""
+        why = self._crashed.reason(path) if self._crashed is not None else None
+        if why:
+            raise EngineError(why)
         safe = self._wants_safe(params)
         try:
             info = self._load_once(path, replace(params, safe_cpu=safe), cancel)
             self._last_load = (path, params)
             return info
         except _EngineDied as died:
-            if safe or not is_cpu_fault(died.exitcode):
+            if not is_cpu_fault(died.exitcode) and died.exitcode not in _ENDED_FROM_OUTSIDE:
+                self._reload_after_crash = False  # the same file would crash it again
+                message = (
+                    f"llama.cpp crashed while loading {Path(path).name} (exit code "
+                    f"{died.exitcode}): the file is damaged or needs a newer llama.cpp. Hearth "
+                    "will not load it again unless the file changes."
+                )
+                if self._crashed is not None:
+                    self._crashed.remember(path, message)
+                raise EngineError(message) from None
+            if safe:
                 raise EngineError(self._crash_message(died, safe)) from None
             log.warning("llama.cpp faulted while loading; loading again in safe CPU mode")
             try:
@@ -460,7 +481,9 @@ def local_engine(paths: Paths) -> ProcessEngine:
     """The engine every front end uses: llama.cpp in its own process, logging to the engine's
     log file, remembering safe CPU mode in Hearth's data folder."""
     return ProcessEngine(
-        log_file=str(paths.engine_log_file), safe_mode=SafeModeMemory(paths.safe_mode_file)
+        log_file=str(paths.engine_log_file),
+        safe_mode=SafeModeMemory(paths.safe_mode_file),
+        crashed=CrashedModels(paths.crashed_models_file),
     )
 
 

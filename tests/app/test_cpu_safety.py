@@ -281,3 +281,43 @@ def test_cli_fault_that_persists_is_one_line_and_keeps_the_conversation(
     assert user["content"] == "name three colors"
     assert assistant["status"] == "error"
     assert assistant["error"] == DOES_NOT_FIT
+
+
+def test_a_file_that_aborts_llama_cpp_is_not_loaded_again_until_it_changes(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An abort while loading (a GGML_ASSERT on a bad file) is the file's fault, not the CPU's:
+    no safe-mode retry, and no crash at every later message and start."""
+    import shutil
+
+    from app.context import AppContext
+    from app.engine.crashed_models import CrashedModels
+
+    ctx = AppContext.open()
+    model = ctx.paths.models_dir / "acme" / "Bad" / "bad.gguf"
+    model.parent.mkdir(parents=True)
+    shutil.copyfile(tiny_model, model)
+    record = CrashedModels(ctx.paths.crashed_models_file)
+    memory = SafeModeMemory(tmp_path / "safe.json")
+    inject(monkeypatch, "load:abort")
+    engine = ProcessEngine(safe_mode=memory, crashed=record)
+    try:
+        with pytest.raises(EngineError, match=r"crashed while loading bad\.gguf") as failed:
+            engine.load(str(model), PARAMS)
+        assert not memory.needed()  # not taken for a CPU fault
+        assert engine._proc is None
+        with pytest.raises(EngineError) as again:  # refused at once: no process started
+            engine.load(str(model), PARAMS)
+        assert str(again.value) == str(failed.value)
+        assert engine._proc is None
+        listed = {m.name: m for m in ctx.library.scan()}["bad"]
+        assert not listed.usable
+        assert listed.error == str(failed.value)
+        # A changed file (a new download, a repaired copy) gets its chance again.
+        monkeypatch.delenv("HEARTH_INJECT_CPU_FAULT")
+        shutil.copyfile(tiny_model, model)
+        os.utime(model, ns=(1, 1))
+        assert engine.load(str(model), PARAMS).path == str(model)
+        assert {m.name: m for m in ctx.library.scan()}["bad"].usable
+    finally:
+        engine.close()

@@ -1,0 +1,63 @@
+"""Model files whose loading ended the engine process, so that they are not loaded again.
+
+An assertion in llama.cpp (a header the validator does not know to refuse, a tensor it does not
+expect) aborts the process that loads the file. Loading it again would abort again: the window
+would crash at every message and every start. So such a file is remembered with the reason,
+listed as unusable in the library, and refused at once, until the file changes (another size or
+time: a new download, a repaired copy).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from app.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+VERSION = 1
+
+
+class CrashedModels:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _entries(self) -> dict[str, dict[str, object]]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(raw, dict) or raw.get("version") != VERSION:
+            return {}
+        files = raw.get("files")
+        return files if isinstance(files, dict) else {}
+
+    def reason(self, model: str | Path) -> str | None:
+        """Why ``model`` is not loaded, if it crashed the engine as it is now."""
+        entry = self._entries().get(str(model))
+        if entry is None or entry.get("stamp") != _stamp(model):
+            return None
+        reason = entry.get("reason")
+        return reason if isinstance(reason, str) else None
+
+    def remember(self, model: str | Path, reason: str) -> None:
+        stamp = _stamp(model)
+        if stamp is None:
+            return
+        files = self._entries()
+        files[str(model)] = {"stamp": stamp, "reason": reason}
+        try:
+            atomic_write_text(
+                self.path, json.dumps({"version": VERSION, "files": files}, indent=2) + "\n"
+            )
+        except OSError as e:
+            log.warning("could not record that %s crashed the engine: %s", model, e)
+
+
+def _stamp(model: str | Path) -> list[int] | None:
+    try:
+        st = Path(model).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]

@@ -4,15 +4,18 @@ An assertion in llama.cpp (a header the validator does not know to refuse, a ten
 expect) aborts the process that loads the file. Loading it again would abort again: the window
 would crash at every message and every start. So such a file is remembered with the reason,
 listed as unusable in the library, and refused at once, until the file changes (another size or
-time: a new download, a repaired copy).
+time: a new download, a repaired copy) or llama.cpp does (an update may read it).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 from pathlib import Path
 
+from app.engine.cpu_safety import llama_build_identity
 from app.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -55,9 +58,14 @@ class CrashedModels:
             log.warning("could not record that %s crashed the engine: %s", model, e)
 
 
-def _stamp(model: str | Path) -> list[int] | None:
+def _stamp(model: str | Path) -> list[object] | None:
     try:
         st = Path(model).stat()
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns]
+    return [st.st_size, st.st_mtime_ns, _llama_build()]
+
+
+@functools.cache
+def _llama_build() -> str:
+    return hashlib.sha256(llama_build_identity().encode()).hexdigest()[:16]

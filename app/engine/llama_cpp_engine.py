@@ -193,11 +193,21 @@ class LlamaCppEngine:
     ) -> _Session:
         """The model's vocabulary and chat template (ChatML when its own does not compile)."""
         vocab = Vocabulary(lib, lib.llama_model_get_vocab(model))
+
+        def has_token(marker: str) -> bool:
+            return len(vocab.tokenize(marker.encode(), add_bos=False)) == 1
+
         template, source, template_name = resolve_template(
-            info.chat_template, params.chat_template_override
+            info.chat_template, params.chat_template_override, info.architecture, has_token
         )
         notice = ""
-        if source == "fallback":
+        if source == "detected":
+            notice = (
+                f"This model has no chat template; its architecture and vocabulary are those of "
+                f"the {template_name} format, so Hearth uses that. If replies look wrong, pick "
+                "another in Settings → Chat template."
+            )
+        elif source == "fallback":
             notice = (
                 "This model has no chat template, so Hearth uses ChatML. If replies look wrong, "
                 "pick the model's format in Settings → Chat template."

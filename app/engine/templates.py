@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from app.engine.types import ChatMessage, EngineError
@@ -57,8 +57,26 @@ BUILTIN_TEMPLATES: dict[str, str] = {
 FALLBACK = "chatml"
 
 
-def resolve_template(model_template: str | None, override: str) -> tuple[str, str, str]:
-    """Pick the template: ``(jinja_text, source, name)`` with source model/override/fallback."""
+# A model without a template is told apart by its architecture, else by the turn markers its
+# vocabulary holds as single tokens (llama.cpp's own detection works from such clues): ChatML's
+# markers are not in Gemma's vocabulary, so a Gemma fed ChatML rambles in fake turns.
+_ARCHITECTURE_FORMATS = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3n": "gemma"}
+_MARKER_FORMATS = [
+    ("<start_of_turn>", "gemma"),
+    ("<|start_header_id|>", "llama-3"),
+    ("<|im_start|>", "chatml"),
+    ("[INST]", "mistral"),
+]
+
+
+def resolve_template(
+    model_template: str | None,
+    override: str,
+    architecture: str = "",
+    has_token: Callable[[str], bool] = lambda _marker: False,
+) -> tuple[str, str, str]:
+    """Pick the template: ``(jinja_text, source, name)``, source ``model``, ``override``,
+    ``detected`` (from the architecture or ``has_token``) or ``fallback`` (ChatML, last resort)."""
     override = override.strip()
     if override:
         if override in BUILTIN_TEMPLATES:
@@ -66,6 +84,11 @@ def resolve_template(model_template: str | None, override: str) -> tuple[str, st
         return override, "override", "custom"
     if model_template:
         return model_template, "model", "model's own"
+    name = _ARCHITECTURE_FORMATS.get(architecture) or next(
+        (fmt for marker, fmt in _MARKER_FORMATS if has_token(marker)), None
+    )
+    if name:
+        return BUILTIN_TEMPLATES[name], "detected", name
     return BUILTIN_TEMPLATES[FALLBACK], "fallback", FALLBACK
 
 

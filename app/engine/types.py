@@ -65,7 +65,7 @@ class LoadedModel:
     path: str
     name: str
     context_length: int
-    template_source: Literal["model", "override", "fallback"]
+    template_source: Literal["model", "override", "detected", "fallback"]
     template_name: str
     gpu_layers: int
     notice: str = ""  # something the user should know, e.g. a missing chat template

@@ -112,11 +112,14 @@ def test_single_message_too_long(engine: LlamaCppEngine) -> None:
         list(reply)
 
 
-def test_missing_template_falls_back_and_says_so(tiny_model_no_template: Path) -> None:
+def test_missing_template_is_detected_from_the_vocabulary_and_said(
+    tiny_model_no_template: Path,
+) -> None:
     e = LlamaCppEngine()
     info = e.load(str(tiny_model_no_template), PARAMS)
     try:
-        assert info.template_source == "fallback"
+        # The tiny model's vocabulary holds <|im_start|> as one token: ChatML, by detection.
+        assert (info.template_source, info.template_name) == ("detected", "chatml")
         assert "no chat template" in info.notice
         assert e.format_prompt([{"role": "user", "content": "x"}]).startswith("<|im_start|>user")
     finally:

@@ -61,3 +61,30 @@ def test_a_template_that_renders_nothing_is_a_plain_error_not_a_crash(tiny_model
         assert child.is_alive()
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("architecture", "markers", "expected"),
+    [
+        ("gemma3", set(), ("detected", "gemma")),  # Gemma 3 270M has no template in its GGUF
+        ("gemma2", {"<|im_start|>"}, ("detected", "gemma")),  # the architecture wins
+        ("llama", {"<start_of_turn>"}, ("detected", "gemma")),
+        ("llama", {"<|start_header_id|>", "<|eot_id|>"}, ("detected", "llama-3")),
+        ("qwen2", {"<|im_start|>"}, ("detected", "chatml")),
+        ("mistral", {"[INST]"}, ("detected", "mistral")),
+        ("llama", set(), ("fallback", "chatml")),  # no clue: ChatML, the last resort
+    ],
+)
+def test_a_model_without_a_template_gets_the_format_its_clues_indicate(
+    architecture: str, markers: set[str], expected: tuple[str, str]
+) -> None:
+    from app.engine.templates import resolve_template
+
+    _, source, name = resolve_template(None, "", architecture, markers.__contains__)
+    assert (source, name) == expected
+    # The model's own template and the user's choice come first.
+    assert resolve_template("{{ x }}", "", architecture, markers.__contains__)[1] == "model"
+    assert resolve_template("{{ x }}", "llama-3", architecture, markers.__contains__)[1:] == (
+        "override",
+        "llama-3",
+    )

@@ -398,6 +398,7 @@ class LlamaCppEngine:
         context, vocab = session.context, session.vocab
         reserve = max(1, min(sampling.max_tokens, context.max_size // 4))
         tokens, stats.messages_dropped = self.prompt_tokens(messages, reserve)
+        stats.notice = self._current().template.take_notice()
         stats.prompt_tokens = len(tokens)
 
         # Room for the prompt and a few tokens (the reply grows the context as it goes). A prompt

@@ -412,7 +412,8 @@ class ProcessEngine:
             first.close()  # a reader that leaves early stops the reply (see _stream_once)
         if safe and self._safe_pending:  # safe mode engaged after a fault mid-reply works
             self._engage_safe_mode(None)
-        stats.notice, self._notice_due = self._notice_due, ""
+        stats.notice = " ".join(n for n in (self._notice_due, stats.notice) if n)
+        self._notice_due = ""
 
     def _stream_once(
         self,

@@ -139,6 +139,8 @@ class ChatTemplate:
 
         self._formatter: Any = Jinja2ChatFormatter(template, eos_token=eos_text, bos_token=bos_text)
         self._last: tuple[list[ChatMessage], str] | None = None
+        self.folds_system = False  # the template has no system role (see format)
+        self._notice = ""
 
     def render(self, messages: list[ChatMessage]) -> str:
         """The template applied to ``messages``, with the assistant's header to reply after."""
@@ -152,7 +154,20 @@ class ChatTemplate:
         if self._last is not None and self._last[0] == messages:
             return self._last[1]
         try:
-            prompt = self.render(messages)
+            try:
+                prompt = self.render(messages)
+            except _TooLong:
+                raise
+            except Exception:
+                folded = fold_system_prompt(messages)
+                if folded is None:
+                    raise
+                # Templates without a system role (Gemma's) reject one; LM Studio and others
+                # put the system prompt at the start of the first user message instead.
+                prompt = self.render(folded)
+                if not self.folds_system:
+                    self.folds_system = True
+                    self._notice = FOLDED_NOTICE
         except _TooLong:
             raise EngineError(
                 f"The model's chat template did not finish within {RENDER_SECONDS:g} s (it may "
@@ -162,3 +177,27 @@ class ChatTemplate:
             raise EngineError(f"The model's chat template rejected the conversation: {e}") from None
         self._last = ([cast(ChatMessage, dict(m)) for m in messages], prompt)
         return prompt
+
+    def take_notice(self) -> str:
+        """What the user should hear once about how conversations are formatted (then "")."""
+        notice, self._notice = self._notice, ""
+        return notice
+
+
+FOLDED_NOTICE = (
+    "This model's chat template has no system role, so Hearth puts the system prompt at the "
+    "start of your first message."
+)
+
+
+def fold_system_prompt(messages: list[ChatMessage]) -> list[ChatMessage] | None:
+    """``messages`` with a leading system message folded into the first user message (None
+    when there is no system message to fold)."""
+    if not messages or messages[0]["role"] != "system":
+        return None
+    system, rest = messages[0]["content"], list(messages[1:])
+    for i, m in enumerate(rest):
+        if m["role"] == "user":
+            rest[i] = {"role": "user", "content": f"{system}\n\n{m['content']}"}
+            return rest
+    return rest  # nothing to fold it into yet (the start of a new chat): leave it out

@@ -88,3 +88,45 @@ def test_a_model_without_a_template_gets_the_format_its_clues_indicate(
         "override",
         "llama-3",
     )
+
+
+GEMMA_2_LIKE = (  # the shape of Gemma 2's own template: no system role
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\\n'"
+    " + message['content'] + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+
+
+def test_a_system_prompt_is_folded_into_the_first_message_where_the_template_has_no_role(
+    tiny_model: Path,
+) -> None:
+    """Gemma 2 with a system prompt set: 'System role not supported' was the whole reply."""
+    engine = ProcessEngine()
+    try:
+        engine.load(
+            str(tiny_model), LoadParams(context_length=512, chat_template_override=GEMMA_2_LIKE)
+        )
+        chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}]
+        reply = engine.chat(chat, Sampling(max_tokens=4, temperature=0), threading.Event())  # type: ignore[arg-type]
+        assert list(reply)
+        assert "no system role" in reply.stats.notice  # said once ...
+        follow_up = [
+            *chat,
+            {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "more"},
+        ]
+        again = engine.chat(follow_up, Sampling(max_tokens=4, temperature=0), threading.Event())  # type: ignore[arg-type]
+        assert list(again)
+        assert again.stats.notice == ""  # ... not at every reply
+    finally:
+        engine.close()
+    in_process = LlamaCppEngine()
+    in_process.load(
+        str(tiny_model), LoadParams(context_length=512, chat_template_override=GEMMA_2_LIKE)
+    )
+    prompt = in_process.format_prompt(chat)  # type: ignore[arg-type]
+    in_process.unload()
+    assert "<start_of_turn>user\nBe brief.\n\nhello<end_of_turn>" in prompt

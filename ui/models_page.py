@@ -55,11 +55,12 @@ class ModelsPage(QWidget):
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for c in range(1, self.table_model.columnCount()):
-            self.table.horizontalHeader().setSectionResizeMode(
-                c, QHeaderView.ResizeMode.ResizeToContents
-            )
+        # Every column as wide as what it shows, the name first; the last takes what is left.
+        # (A stretching name column was squeezed to nothing in a narrow window.)
+        header = self.table.horizontalHeader()
+        for c in range(self.table_model.columnCount()):
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.table.doubleClicked.connect(self._load_selected)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
 
@@ -95,16 +96,21 @@ class ModelsPage(QWidget):
         add_folder.clicked.connect(self._add_folder)
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh_requested)
+        # What adds to the library beside the title, what acts on the selected model below the
+        # list: two short rows instead of one of seven buttons, which held the window at 900 px.
+        top = QHBoxLayout()
+        top.addWidget(title)
+        top.addStretch(1)
+        for b in (add_file, add_folder, refresh):
+            top.addWidget(b)
         buttons = QHBoxLayout()
         for b in (self.load_button, self.unload_button, self.delete_button, self.open_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
-        for b in (add_file, add_folder, refresh):
-            buttons.addWidget(b)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 12, 20, 16)
-        layout.addWidget(title)
+        layout.addLayout(top)
         layout.addWidget(self.summary)
         layout.addWidget(self.stack, 1)
         layout.addLayout(buttons)

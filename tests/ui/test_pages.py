@@ -128,3 +128,15 @@ def test_settings_folders_go_through_the_library(
     page._remove_folder()
     assert json.loads(window.ctx.paths.settings_file.read_text())["model_folders"] == []
     assert page.folders.count() == 0
+
+
+def test_the_window_can_be_narrow(qtbot: QtBot, window: MainWindow) -> None:
+    """The Models page's one row of seven buttons held the window at ~900 px."""
+    assert window.minimumSizeHint().width() <= 700
+    window.resize(700, 560)
+    window.show_page(window.MODELS)
+    qtbot.wait(50)
+    page = window.models_page
+    for button in (page.load_button, page.unload_button, page.delete_button, page.open_button):
+        right = button.mapTo(window, button.rect().topRight()).x()
+        assert right <= window.width(), button.text()  # nothing cut off at the right

@@ -313,7 +313,7 @@ def _chat(args: argparse.Namespace) -> int:
     from app.chats.history import engine_messages, opening_messages
     from app.chats.store import Conversation
     from app.chats.turn import Turn
-    from app.engine.process import local_engine
+    from app.engine.local import local_engine
     from app.engine.types import EngineError
     from app.library import LibraryError
 

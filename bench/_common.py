@@ -156,7 +156,7 @@ def safe_mode_memory() -> SafeModeMemory:
 
 
 def bench_engine(safe_cpu: bool = False) -> ProcessEngine:
-    """Hearth's engine as the app makes it (``app.engine.process.local_engine``), remembering
+    """Hearth's engine as the app makes it (``app.engine.local.local_engine``), remembering
     safe CPU mode in ``safe_mode_memory()``; with ``safe_cpu``, every load is in safe CPU mode,
     whatever the settings' load parameters say."""
     from app.engine.cpu_safety import SafeModeMemory

@@ -84,7 +84,7 @@ def main() -> None:
     flash = supports_gpu_offload()  # Hearth's default: flash attention with a GPU, off on the CPU
     repeats = 1 if args.quick else 3
     print(f"model {model.name}, {args.threads} threads; {machine()}")
-    from app.engine.process import fast_kernels_work
+    from app.engine.local import fast_kernels_work
     from bench._common import safe_mode_memory
 
     # In this process: where llama.cpp's fast CPU kernels fault, safe mode (tried in an engine

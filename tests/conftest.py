@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.engine.cpu_safety import SafeModeMemory
-from app.engine.process import fast_kernels_work
+from app.engine.local import fast_kernels_work
 from app.engine.types import LoadParams
 from app.hub import set_offline
 from app.library import starter_model_path

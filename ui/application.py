@@ -32,7 +32,7 @@ def _warm_up_rendering() -> None:
 def create_engine() -> Engine:
     # llama.cpp runs on the main thread of its own process (faster there, and a native crash
     # cannot take the window down); the process starts on the engine thread's first use.
-    from app.engine.process import local_engine
+    from app.engine.local import local_engine
     from app.paths import get_paths
 
     return local_engine(get_paths())

@@ -48,7 +48,6 @@ from app.engine.types import (
     Reply,
     coalesce,
 )
-from app.paths import Paths
 from app.settings import Sampling
 
 log = logging.getLogger(__name__)
@@ -476,28 +475,3 @@ def _copy_stats(source: GenerationStats, target: GenerationStats) -> None:
     """Fill the stats a caller holds (``Reply.stats``) with those the engine process sent."""
     for f in fields(GenerationStats):
         setattr(target, f.name, getattr(source, f.name))
-
-
-def local_engine(paths: Paths) -> ProcessEngine:
-    """The engine every front end uses: llama.cpp in its own process, logging to the engine's
-    log file, remembering safe CPU mode in Hearth's data folder."""
-    return ProcessEngine(
-        log_file=str(paths.engine_log_file),
-        safe_mode=SafeModeMemory(paths.safe_mode_file),
-        crashed=CrashedModels(paths.crashed_models_file),
-    )
-
-
-def fast_kernels_work(model: str, memory: SafeModeMemory, threads: int = 2) -> bool:
-    """Whether llama.cpp's fast CPU kernels run ``model`` on this machine: a short reply in an
-    engine process, which falls back to safe CPU mode (and remembers it) if they fault."""
-    if memory.needed():
-        return False
-    engine = ProcessEngine(safe_mode=memory)
-    try:
-        engine.load(model, LoadParams(context_length=512, threads=threads))
-        hello: list[ChatMessage] = [{"role": "user", "content": "Hello, how are you?"}]
-        list(engine.chat(hello, Sampling(max_tokens=2, temperature=0), threading.Event()))
-    finally:
-        engine.close()
-    return not memory.needed()

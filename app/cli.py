@@ -33,11 +33,16 @@ _CONTROLS = {c: None for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *ra
 
 def for_terminal(text: str, out: TextIO) -> str:
     """``text`` as it may be written to ``out``: without control characters on a terminal."""
+    return _shown_on(out)(text)
+
+
+def _shown_on(out: TextIO) -> Callable[[str], str]:
+    """How text is to be written to ``out``, decided once (a streamed reply asks per token)."""
     try:
         tty = out.isatty()
     except (ValueError, OSError):  # closed
         tty = False
-    return text.translate(_CONTROLS) if tty else text
+    return (lambda text: text.translate(_CONTROLS)) if tty else (lambda text: text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -402,10 +407,11 @@ def _stream_reply(engine: Engine, turn: Turn, sampling: Sampling, out: TextIO) -
     from app.engine.types import EngineError
 
     reply = engine.chat(turn.history, sampling, threading.Event())
+    shown = _shown_on(out)
     try:
         for delta in reply:
             turn.record(delta)
-            out.write(for_terminal(delta, out))
+            out.write(shown(delta))
             out.flush()
     except KeyboardInterrupt:  # Ctrl+C stops the reply, not the chat
         reply.close()

@@ -107,6 +107,7 @@ class ModelLibrary:
     def scan(self) -> list[LibraryEntry]:
         """Every model Hearth knows, each validated (cached by path, size and mtime)."""
         seen: set[Path] = set()
+        crashed = self._crashed.reasons()  # read once for the whole scan
         models: list[LibraryEntry] = []
 
         def consider(path: Path, source: str) -> None:
@@ -114,7 +115,7 @@ class ModelLibrary:
             if key in seen:
                 return
             seen.add(key)
-            model = self._inspect(path, source)
+            model = self._inspect(path, source, crashed)
             if model is not None:
                 models.append(model)
 
@@ -132,7 +133,7 @@ class ModelLibrary:
         models.sort(key=lambda m: (m.source == "starter", m.name.lower()))
         return models
 
-    def _inspect(self, path: Path, source: str) -> LibraryEntry | None:
+    def _inspect(self, path: Path, source: str, crashed: dict[str, str]) -> LibraryEntry | None:
         shard = shard_info(path)
         if shard and shard[1] != 1:
             return None  # listed once, through its first part
@@ -142,9 +143,8 @@ class ModelLibrary:
             return LibraryEntry(path, source, None, str(e))
         if info.architecture == "clip":
             return None  # a vision projector (mmproj) that goes with a model, not a model
-        crashed = self._crashed.reason(path)
-        if crashed:
-            return LibraryEntry(path, source, info, crashed)
+        if str(path) in crashed:
+            return LibraryEntry(path, source, info, crashed[str(path)])
         if shard:
             stem, _, count = shard
             parts = [

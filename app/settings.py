@@ -85,9 +85,9 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-# Whole numbers a file may hold, as the Settings page allows them; others fall back to the default
-# (a context of -1 tokens would reach llama.cpp otherwise).
-_RANGES: dict[str, tuple[int, int]] = {
+# Whole numbers a settings file may hold (the Settings page's fields take the same ranges);
+# others fall back to the default (a context of -1 tokens would reach llama.cpp otherwise).
+RANGES: dict[str, tuple[int, int]] = {
     "threads": (1, 256),
     "context_length": (256, 1_048_576),
     "gpu_layers": (-1, 1000),
@@ -113,7 +113,7 @@ def _coerce(cls: type[Any], raw: dict[str, Any]) -> Any:
             kwargs[f.name] = value if isinstance(value, bool) else default
         elif isinstance(default, int) and not isinstance(default, bool):
             ok = isinstance(value, int) and not isinstance(value, bool)
-            low, high = _RANGES.get(f.name, (-(2**63), 2**63 - 1))
+            low, high = RANGES.get(f.name, (-(2**63), 2**63 - 1))
             if ok and not low <= value <= high:
                 log.warning("setting %s=%s is out of range; using %s", f.name, value, default)
                 ok = False

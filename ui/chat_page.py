@@ -449,8 +449,9 @@ class ChatPage(QWidget):
         assert s is not None
         self._flush_timer.stop()
         if not s.unshown:
-            self._end_stream()
-        self.conversation_changed.emit(s.conversation_id)  # its mark in the sidebar goes
+            self._end_stream()  # which says the conversation changed
+        else:
+            self.conversation_changed.emit(s.conversation_id)  # its mark in the sidebar goes
         if self.engine.loaded_path != self.current_model_path():
             self.load_current_model()
         if self._send_when_ready:

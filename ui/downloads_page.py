@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from app.downloads import DownloadManager, JobView, State
 from app.hub import RemoteModel
+from app.settings import RANGES
 from app.units import human_size
 from ui.download_list import (
     DownloadDelegate,
@@ -140,7 +141,7 @@ class DownloadsPage(QWidget):
         self.summary.setObjectName("librarySummary")
         self.summary.setWordWrap(True)  # a long summary must not widen the page
         self.concurrency = QSpinBox()
-        self.concurrency.setRange(1, 8)
+        self.concurrency.setRange(*RANGES["download_concurrency"])
         self.concurrency.setValue(concurrency)
         self.concurrency.setAccessibleName("Downloads at once")
         self.concurrency.setToolTip("How many files download at the same time; the rest wait.")

@@ -30,7 +30,7 @@ from app import secrets
 from app.engine.templates import BUILTIN_TEMPLATES
 from app.hub import whoami
 from app.library import LibraryError, ModelLibrary
-from app.settings import Settings
+from app.settings import RANGES, Settings
 from ui.tasks import error_text, run_task
 
 
@@ -132,17 +132,17 @@ class SettingsPage(QScrollArea):
         engine_box = QGroupBox("Engine (applies when a model is next loaded)")
         ef = _form(engine_box)
         self.threads = QSpinBox()
-        self.threads.setRange(1, 256)
+        self.threads.setRange(*RANGES["threads"])
         self.threads.setValue(self.settings.threads)
         self.context = QSpinBox()
-        self.context.setRange(256, 1_048_576)
+        self.context.setRange(*RANGES["context_length"])
         self.context.setSingleStep(1024)
         self.context.setValue(self.settings.context_length)
         self.context.setToolTip(
             "Longer contexts remember more of a conversation and use more memory."
         )
         self.gpu_layers = QSpinBox()
-        self.gpu_layers.setRange(-1, 1000)
+        self.gpu_layers.setRange(*RANGES["gpu_layers"])
         self.gpu_layers.setSpecialValueText("All")
         self.gpu_layers.setValue(self.settings.gpu_layers)
         self.gpu_layers.setToolTip(

@@ -18,17 +18,15 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import platform
 import signal
 import time
 from pathlib import Path
 
-from app.fileio import atomic_write_text
+from app.fileio import JsonRecords
 
 log = logging.getLogger(__name__)
-VERSION = 1
 
 # Exit codes of a process killed by a fault of the code it ran (multiprocessing reports a signal
 # as its negative number; Windows reports the exception status).
@@ -117,6 +115,7 @@ class SafeModeMemory:
 
     def __init__(self, path: Path, key: str | None = None) -> None:
         self.path = path
+        self._file = JsonRecords(path, "machines")
         self._key = key
         self._this_session = False  # remembered even where the file cannot be written
 
@@ -126,22 +125,12 @@ class SafeModeMemory:
             self._key = machine_key()
         return self._key
 
-    def _entries(self) -> dict[str, dict[str, object]]:
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(raw, dict) or raw.get("version") != VERSION:
-            return {}
-        entries = raw.get("machines")
-        return entries if isinstance(entries, dict) else {}
-
     def needed(self) -> bool:
-        return self._this_session or self.key in self._entries()
+        return self._this_session or self.key in self._file.load()
 
     def remember(self, reason: str) -> None:
         self._this_session = True
-        entries = self._entries()
+        entries = self._file.load()
         entries[self.key] = {
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
             "reason": reason,
@@ -153,14 +142,12 @@ class SafeModeMemory:
 
     def forget(self) -> None:
         self._this_session = False
-        entries = self._entries()
+        entries = self._file.load()
         if entries.pop(self.key, None) is not None:
             self._write(entries)
 
     def _write(self, entries: dict[str, dict[str, object]]) -> None:
         try:
-            atomic_write_text(
-                self.path, json.dumps({"version": VERSION, "machines": entries}, indent=2) + "\n"
-            )
+            self._file.save(entries)
         except OSError as e:  # a read-only home: safe mode then lasts until Hearth quits
             log.warning("could not save safe CPU mode to %s: %s", self.path, e)

@@ -11,34 +11,33 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from pathlib import Path
 
 from app.engine.cpu_safety import llama_build_identity
-from app.fileio import atomic_write_text
+from app.fileio import JsonRecords
 
 log = logging.getLogger(__name__)
-VERSION = 1
 
 
 class CrashedModels:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file = JsonRecords(path, "files")
 
-    def _entries(self) -> dict[str, dict[str, object]]:
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(raw, dict) or raw.get("version") != VERSION:
-            return {}
-        files = raw.get("files")
-        return files if isinstance(files, dict) else {}
+    def reasons(self) -> dict[str, str]:
+        """Why each recorded file is not loaded, for those that have not changed since (one
+        read of the record, for a whole library scan)."""
+        out: dict[str, str] = {}
+        for model, entry in self._file.load().items():
+            reason = entry.get("reason")
+            if isinstance(reason, str) and entry.get("stamp") == _stamp(model):
+                out[model] = reason
+        return out
 
     def reason(self, model: str | Path) -> str | None:
         """Why ``model`` is not loaded, if it crashed the engine as it is now."""
-        entry = self._entries().get(str(model))
+        entry = self._file.load().get(str(model))
         if entry is None or entry.get("stamp") != _stamp(model):
             return None
         reason = entry.get("reason")
@@ -48,12 +47,10 @@ class CrashedModels:
         stamp = _stamp(model)
         if stamp is None:
             return
-        files = self._entries()
+        files = self._file.load()
         files[str(model)] = {"stamp": stamp, "reason": reason}
         try:
-            atomic_write_text(
-                self.path, json.dumps({"version": VERSION, "files": files}, indent=2) + "\n"
-            )
+            self._file.save(files)
         except OSError as e:
             log.warning("could not record that %s crashed the engine: %s", model, e)
 

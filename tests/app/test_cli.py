@@ -12,6 +12,7 @@ import pytest
 from app import __version__
 from app.cli import main
 from app.context import AppContext
+from tests.cli_process import hearth
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -270,24 +271,14 @@ def test_a_killed_chat_shows_as_interrupted_to_the_next_command(starter_model: P
         os.kill(chat.pid, signal.SIGKILL)
         chat.wait()
         chat.stdout.close()
-        code, out, _ = _hearth("chats", "export")
-        assert code == 0
+        exported = hearth("chats", "export")
+        assert exported.returncode == 0
+        out = exported.stdout
         latest = json.loads(out)["conversations"][0]
         assert latest["title"] == f"tell a story {attempt}"
         kept = latest["messages"][-1]
         assert kept["status"] == "interrupted"
         assert kept["content"]  # what was saved before the kill is still there
-
-
-def _hearth(*args: str) -> tuple[int, str, str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    return result.returncode, result.stdout, result.stderr
 
 
 def test_an_empty_message_is_refused_and_saves_nothing(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from app.engine.cpu_safety import (
 from app.engine.process import CRASHED, CRASHED_SWITCHING, ProcessEngine
 from app.engine.types import EngineError, LoadParams
 from app.settings import Sampling
+from tests.cli_process import hearth
 
 PARAMS = LoadParams(context_length=512, threads=2)
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -241,17 +240,6 @@ def test_a_reply_left_unread_does_not_leak_into_the_next(
     long.deltas.close()  # the reader leaves (Ctrl+C, a closed pipe)
     assert long.stats.stop_reason == "cancelled"
     assert "".join(engine.chat(HELLO, greedy(), threading.Event())) == expected
-
-
-def hearth(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
-    )
 
 
 def test_cli_falls_back_once_and_remembers(tiny_model: Path) -> None:

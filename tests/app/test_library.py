@@ -7,6 +7,7 @@ import pytest
 
 from app.context import AppContext
 from app.library import LibraryError
+from tests.cli_process import hearth
 
 
 @pytest.fixture
@@ -102,8 +103,6 @@ def test_non_files_named_gguf_are_listed_unusable_without_hanging(
     """A FIFO named *.gguf used to block the scan (and the window's quit) forever; a symbolic
     link loop raised a traceback."""
     import os
-    import subprocess
-    import sys
 
     folder = ctx.paths.models_dir / "odd"
     folder.mkdir(parents=True)
@@ -118,12 +117,6 @@ def test_non_files_named_gguf_are_listed_unusable_without_hanging(
     with pytest.raises(LibraryError, match="loop of symbolic links"):
         ctx.library.add(folder / "loop.gguf")
     for args in (["models", "list"], ["models", "add", str(folder / "pipe.gguf")]):
-        result = subprocess.run(
-            [sys.executable, "-m", "app", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        result = hearth(*args, timeout=60)
         assert "Traceback" not in result.stderr
     assert "not a regular file" in result.stderr

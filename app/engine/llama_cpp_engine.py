@@ -29,18 +29,22 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from app.engine.grammar import InvalidRequest, grammar_for
 from app.engine.kv_context import FIRST_CONTEXT, KvContext
 from app.engine.native import llama, load_model, release_freed_memory, supports_gpu_offload
 from app.engine.prompt_cache import PromptCache, common_prefix
 from app.engine.sampling import TokenPicker
+from app.engine.stops import StopScanner
 from app.engine.templates import ChatTemplate, resolve_template
 from app.engine.types import (
+    NO_RULES,
     ChatMessage,
     EngineError,
     GenerationStats,
     LoadedModel,
     LoadParams,
     Reply,
+    ReplyRules,
 )
 from app.engine.vocab import Vocabulary
 from app.model_file import InvalidModelFile, ModelFileInfo, read_model_file
@@ -372,19 +376,64 @@ class LlamaCppEngine:
     # generation
 
     def chat(
-        self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
-    ) -> Reply:
-        if self._session is None:
-            raise EngineError("No model is loaded.")
-        stats = GenerationStats()
-        return Reply(self._generate(messages, sampling.clamped(), cancel, stats), stats)
-
-    def _generate(
         self,
         messages: list[ChatMessage],
         sampling: Sampling,
         cancel: threading.Event,
+        rules: ReplyRules = NO_RULES,
+    ) -> Reply:
+        return self._reply(
+            lambda reserve: self.prompt_tokens(messages, reserve), sampling, cancel, rules
+        )
+
+    def complete(
+        self,
+        prompt: str,
+        sampling: Sampling,
+        cancel: threading.Event,
+        rules: ReplyRules = NO_RULES,
+    ) -> Reply:
+        return self._reply(
+            lambda reserve: self.text_tokens(prompt, reserve), sampling, cancel, rules
+        )
+
+    def text_tokens(self, prompt: str, reserve: int) -> tuple[list[int], int]:
+        """Tokens of a plain-text prompt (no template), which must leave room for ``reserve``."""
+        session = self._current()
+        data = prompt.encode("utf-8")
+        tokens, reused = session.prompt_cache.tokens_for(data)
+        if not tokens:
+            raise InvalidRequest("the prompt is empty")
+        if len(tokens) + reserve > session.context.max_size:
+            raise EngineError(
+                f"The prompt is too long for this model's context ({len(tokens)} tokens and "
+                f"{reserve} for the reply; the context holds {session.context.max_size})."
+            )
+        session.prompt_cache.remember_sent(data, tokens, reused)
+        return tokens, 0
+
+    def _reply(
+        self,
+        prompt: Callable[[int], tuple[list[int], int]],
+        sampling: Sampling,
+        cancel: threading.Event,
+        rules: ReplyRules,
+    ) -> Reply:
+        if self._session is None:
+            raise EngineError("No model is loaded.")
+        grammar = grammar_for(rules.response_format)
+        stats = GenerationStats()
+        deltas = self._generate(prompt, sampling.clamped(), cancel, stats, grammar, rules.stop)
+        return Reply(deltas, stats)
+
+    def _generate(
+        self,
+        prompt: Callable[[int], tuple[list[int], int]],
+        sampling: Sampling,
+        cancel: threading.Event,
         stats: GenerationStats,
+        grammar: str,
+        stop: tuple[str, ...],
     ) -> Iterator[str]:
         lib = llama()
         started = time.perf_counter()
@@ -397,7 +446,7 @@ class LlamaCppEngine:
         session = self._current()
         context, vocab = session.context, session.vocab
         reserve = max(1, min(sampling.max_tokens, context.max_size // 4))
-        tokens, stats.messages_dropped = self.prompt_tokens(messages, reserve)
+        tokens, stats.messages_dropped = prompt(reserve)
         stats.notice = self._current().template.take_notice()
         stats.prompt_tokens = len(tokens)
 
@@ -414,7 +463,11 @@ class LlamaCppEngine:
 
         # What the loop touches at every token is hoisted into locals: an attribute lookup there
         # is paid per token.
-        picker = TokenPicker(lib, vocab.handle, sampling)
+        try:
+            picker = TokenPicker(lib, vocab.handle, sampling, grammar)
+        except ValueError as e:
+            raise InvalidRequest(f"the grammar cannot be used: {e}") from None
+        stops = StopScanner(stop)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         one = (lib.llama_token * 1)()
         pick, decode, batch_one = picker.pick, lib.llama_decode, lib.llama_batch_get_one
@@ -439,6 +492,13 @@ class LlamaCppEngine:
                 spelled_bytes += len(spelled[-1])
                 marks.append((spelled_bytes, len(known)))
                 text = decoder.decode(token_bytes)
+                if stops and text:
+                    text = stops.feed(text)
+                    if stops.matched:
+                        if text:
+                            yield text
+                        stats.stop_reason = "stop"
+                        break
                 if text:
                     yield text
                 if generated >= sampling.max_tokens:
@@ -459,7 +519,9 @@ class LlamaCppEngine:
                 cached.append(token)
             # The loop stops before decoding its last pick: the logits are the last cached token's.
             context.decoding_ended()
-            tail = decoder.decode(b"", final=True)
+            tail = "" if stops.matched else decoder.decode(b"", final=True)
+            if stops and not stops.matched:
+                tail = stops.feed(tail) + stops.flush()
             if tail:
                 yield tail
         finally:

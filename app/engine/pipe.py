@@ -1,15 +1,23 @@
 """What the app and its engine process say to each other over their pipe (app/engine/process.py).
 
 Commands go to the engine process, one at a time; answers come back. ``Prepare`` is never
-answered (nobody waits for it); ``Chat`` is answered by any number of ``Delta`` and then ``Done``
-or ``Failed``; every other command by one answer. Each is a small frozen dataclass, pickled.
+answered (nobody waits for it); ``Chat`` and ``Complete`` are answered by any number of ``Delta``
+and then ``Done`` or ``Failed``; every other command by one answer. Each is a small frozen
+dataclass, pickled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.engine.types import ChatMessage, GenerationStats, LoadedModel, LoadParams
+from app.engine.types import (
+    NO_RULES,
+    ChatMessage,
+    GenerationStats,
+    LoadedModel,
+    LoadParams,
+    ReplyRules,
+)
 from app.settings import Sampling
 
 
@@ -28,6 +36,16 @@ class Unload:
 class Chat:
     messages: list[ChatMessage]
     sampling: Sampling
+    rules: ReplyRules = NO_RULES
+
+
+@dataclass(frozen=True)
+class Complete:
+    """A plain-text continuation of ``prompt``; answered like ``Chat``."""
+
+    prompt: str
+    sampling: Sampling
+    rules: ReplyRules = NO_RULES
 
 
 @dataclass(frozen=True)
@@ -40,7 +58,7 @@ class Quit:
     pass
 
 
-Command = Load | Unload | Chat | Prepare | Quit
+Command = Load | Unload | Chat | Complete | Prepare | Quit
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,7 @@ class Done:
 @dataclass(frozen=True)
 class Failed:
     message: str  # for the user
+    invalid_request: bool = False  # the request's own mistake (grammar.InvalidRequest)
 
 
 Answer = Loaded | Unloaded | Delta | Done | Failed

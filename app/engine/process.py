@@ -18,17 +18,19 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import fields, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from app.engine.cpu_safety import DOES_NOT_FIT, SAFE_MODE_NOTICE, SafeModeMemory, is_cpu_fault
 from app.engine.crashed_models import CrashedModels
+from app.engine.grammar import InvalidRequest
 from app.engine.pipe import (
     Answer,
     Chat,
     Command,
+    Complete,
     Delta,
     Done,
     Failed,
@@ -40,12 +42,14 @@ from app.engine.pipe import (
     Unloaded,
 )
 from app.engine.types import (
+    NO_RULES,
     ChatMessage,
     EngineError,
     GenerationStats,
     LoadedModel,
     LoadParams,
     Reply,
+    ReplyRules,
     coalesce,
 )
 from app.settings import Sampling
@@ -93,8 +97,10 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
                 case Unload():
                     engine.unload()
                     conn.send(Unloaded())
-                case Chat(messages, sampling):
-                    _stream_reply(conn, engine.chat(messages, sampling, cancel))
+                case Chat(messages, sampling, rules):
+                    _stream_reply(conn, engine.chat(messages, sampling, cancel, rules))
+                case Complete(prompt, sampling, rules):
+                    _stream_reply(conn, engine.complete(prompt, sampling, cancel, rules))
                 case Prepare(messages):  # no answer: the parent does not wait for it
                     engine.prepare(messages, _preparation_stopper(conn, cancel, messages, waiting))
                 case Quit():
@@ -106,7 +112,7 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
             if isinstance(command, Prepare):  # only a speed-up; nobody waits for an answer
                 log.info("preparing the next prompt failed: %s", e)
             else:
-                conn.send(Failed(str(e)))
+                conn.send(Failed(str(e), isinstance(e, InvalidRequest)))
         except Exception as e:  # keep serving; the parent shows the message
             log.exception("engine command %s failed", type(command).__name__)
             if not isinstance(command, Prepare):
@@ -364,29 +370,41 @@ class ProcessEngine:
             self._conn.send(Prepare(messages))
 
     def chat(
-        self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
+        self,
+        messages: list[ChatMessage],
+        sampling: Sampling,
+        cancel: threading.Event,
+        rules: ReplyRules = NO_RULES,
     ) -> Reply:
+        return self._reply(Chat(messages, sampling, rules), cancel)
+
+    def complete(
+        self,
+        prompt: str,
+        sampling: Sampling,
+        cancel: threading.Event,
+        rules: ReplyRules = NO_RULES,
+    ) -> Reply:
+        return self._reply(Complete(prompt, sampling, rules), cancel)
+
+    def _reply(self, request: Chat | Complete, cancel: threading.Event) -> Reply:
         if self._loaded is None and self._reload_after_crash and self._last_load is not None:
             self._reload_after_crash = False
             self._load(*self._last_load, None)  # what the crash message promised
         if self._loaded is None:
             raise EngineError("No model is loaded.")
         stats = GenerationStats()
-        return Reply(self._stream(messages, sampling, cancel, stats), stats, paced=True)
+        return Reply(self._stream(request, cancel, stats), stats, paced=True)
 
     def _stream(
-        self,
-        messages: list[ChatMessage],
-        sampling: Sampling,
-        cancel: threading.Event,
-        stats: GenerationStats,
+        self, request: Chat | Complete, cancel: threading.Event, stats: GenerationStats
     ) -> Iterator[str]:
         """The reply; when the fast CPU kernels crash before its first words, it is asked again
         in safe CPU mode."""
         assert self._last_load is not None
         safe = self._loaded is not None and self._loaded.safe_cpu
         shown = False
-        first: Generator[str, None, None] = self._stream_once(messages, sampling, cancel, stats)
+        first: Generator[str, None, None] = self._stream_once(request, cancel, stats)
         try:
             for text in first:
                 shown = True
@@ -403,7 +421,7 @@ class ProcessEngine:
                 self._load_once(
                     self._last_load[0], replace(self._last_load[1], safe_cpu=True), None
                 )
-                yield from self._stream_once(messages, sampling, cancel, stats)
+                yield from self._stream_once(request, cancel, stats)
             except _EngineDied as again:
                 raise EngineError(self._crash_message(again, True)) from None
             self._engage_safe_mode(died.exitcode)
@@ -415,11 +433,7 @@ class ProcessEngine:
         self._notice_due = ""
 
     def _stream_once(
-        self,
-        messages: list[ChatMessage],
-        sampling: Sampling,
-        cancel: threading.Event,
-        stats: GenerationStats,
+        self, request: Chat | Complete, cancel: threading.Event, stats: GenerationStats
     ) -> Generator[str, None, None]:
         if self._proc is None or not self._proc.is_alive() or self._conn is None:
             raise self._died()
@@ -427,7 +441,7 @@ class ProcessEngine:
         self._cancel.clear()
         finished = False
         try:
-            conn.send(Chat(messages, sampling))
+            conn.send(request)
             while True:
                 answer = self._receive(cancel)
                 if isinstance(answer, Delta):
@@ -435,8 +449,10 @@ class ProcessEngine:
                     continue
                 finished = True
                 if isinstance(answer, Done):
-                    _copy_stats(answer.stats, stats)
+                    stats.update_from(answer.stats)
                     return
+                if isinstance(answer, Failed) and answer.invalid_request:
+                    raise InvalidRequest(answer.message)
                 raise EngineError(answer.message if isinstance(answer, Failed) else str(answer))
         except (EOFError, OSError):
             finished = True
@@ -459,7 +475,7 @@ class ProcessEngine:
                     continue
                 answer: Answer = conn.recv()
                 if isinstance(answer, Done):
-                    _copy_stats(answer.stats, stats)
+                    stats.update_from(answer.stats)
                     return
                 if isinstance(answer, Failed):
                     return
@@ -469,9 +485,3 @@ class ProcessEngine:
         if self._proc is not None and self._proc.is_alive():
             self._proc.kill()
         self._died()
-
-
-def _copy_stats(source: GenerationStats, target: GenerationStats) -> None:
-    """Fill the stats a caller holds (``Reply.stats``) with those the engine process sent."""
-    for f in fields(GenerationStats):
-        setattr(target, f.name, getattr(source, f.name))

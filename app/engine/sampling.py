@@ -27,20 +27,33 @@ class TokenPicker:
     (49k entries): default settings 0.25 -> 0.12 ms, greedy 0.10 -> 0.015 ms. The tokens are the
     same (tests/app/test_engine.py compares both with llama.cpp's own chain).
 
+    With a ``grammar`` (GBNF), llama.cpp's grammar sampler comes first in the chain and only
+    tokens that keep the reply inside it can be picked, greedy ones too.
+
     One picker serves one reply (it remembers the reply's recent tokens); ``close`` frees its C
     sampler chain.
     """
 
-    def __init__(self, lib: ModuleType, vocab: Any, s: Sampling) -> None:
+    def __init__(self, lib: ModuleType, vocab: Any, s: Sampling, grammar: str = "") -> None:
         self._lib = lib
         self._n_vocab = int(lib.llama_vocab_n_tokens(vocab))
         self._penalty = float(np.float32(s.repeat_penalty))  # the float llama.cpp would use
         self._recent: deque[int] = deque()
         self._counts: dict[int, int] = {}
         self._chain: Any = None
-        if s.temperature > 0:
+        if s.temperature > 0 or grammar:
             chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+            self._chain = chain
             add = lib.llama_sampler_chain_add
+            if grammar:
+                rules = lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+                if not rules:
+                    self.close()
+                    raise ValueError("llama.cpp rejected the grammar")
+                add(chain, rules)
+            if s.temperature <= 0:
+                add(chain, lib.llama_sampler_init_greedy())
+                return
             if s.top_k > 0:
                 add(chain, lib.llama_sampler_init_top_k(s.top_k))
             if s.top_p < 1.0:
@@ -50,7 +63,6 @@ class TokenPicker:
             add(chain, lib.llama_sampler_init_temp(s.temperature))
             seed = RANDOM_SEED if s.seed < 0 else s.seed & 0xFFFFFFFF
             add(chain, lib.llama_sampler_init_dist(seed))
-            self._chain = chain
 
     def pick(self, ctx: Any) -> int:
         """The next token after the last one ``ctx`` evaluated."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Protocol, TypedDict
 
 from app.settings import Sampling
 
-StopReason = Literal["eos", "length", "cancelled", "context_full"]
+# eos: the model ended its turn; stop: it wrote one of the request's stop strings.
+StopReason = Literal["eos", "stop", "length", "cancelled", "context_full"]
 
 
 class ChatMessage(TypedDict):
@@ -45,6 +46,20 @@ def coalesce(pieces: Iterable[str], interval: float) -> Iterator[str]:
         raise
     if pending:
         yield "".join(pending)
+
+
+@dataclass(frozen=True)
+class ReplyRules:
+    """What a reply must obey beyond sampling, as API clients ask for it (the window asks for
+    none): it ends before the first of ``stop`` (not shown), and it matches ``response_format``
+    in OpenAI's shape — ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema":
+    {"schema": {...}}}`` — which a local engine enforces with llama.cpp's grammar sampler."""
+
+    stop: tuple[str, ...] = ()
+    response_format: dict[str, Any] | None = None
+
+
+NO_RULES = ReplyRules()
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,11 @@ class GenerationStats:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def update_from(self, other: GenerationStats) -> None:
+        """Take ``other``'s figures (into the stats object a reader already holds)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
 
 @dataclass
 class Reply:
@@ -127,10 +147,25 @@ class Engine(Protocol):
     def unload(self) -> None: ...
 
     def chat(
-        self, messages: list[ChatMessage], sampling: Sampling, cancel: threading.Event
+        self,
+        messages: list[ChatMessage],
+        sampling: Sampling,
+        cancel: threading.Event,
+        rules: ReplyRules = NO_RULES,
     ) -> Reply:
         """Start a reply to ``messages``: iterate the result for text; ``cancel`` (or
         ``interrupt``) ends it early, with ``stats.stop_reason == "cancelled"``."""
+        ...
+
+    def complete(
+        self,
+        prompt: str,
+        sampling: Sampling,
+        cancel: threading.Event,
+        rules: ReplyRules = NO_RULES,
+    ) -> Reply:
+        """Continue ``prompt`` as plain text, without the chat template (OpenAI's
+        ``/v1/completions``); otherwise like ``chat``."""
         ...
 
     def prepare(self, messages: list[ChatMessage]) -> None:

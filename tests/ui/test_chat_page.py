@@ -7,7 +7,7 @@ from pytestqt.qtbot import QtBot
 
 from app.chats.store import ChatStore
 from app.units import short_duration
-from tests.ui.conftest import FakeEngine
+from tests.fake_engine import FakeEngine
 from ui.chat_page import TYPING_PAUSE_MS
 from ui.main_window import MainWindow
 

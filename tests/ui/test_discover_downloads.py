@@ -11,8 +11,8 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.downloads import State
+from tests.fake_engine import FakeEngine
 from tests.fake_hub import FakeHub
-from tests.ui.conftest import FakeEngine
 from ui.download_list import DownloadRole
 from ui.downloads_page import DownloadsPage
 from ui.main_window import MainWindow

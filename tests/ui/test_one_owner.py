@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from tests.ui.conftest import FakeEngine
+from tests.fake_engine import FakeEngine
 from ui.item_models import ConversationRole
 from ui.main_window import MainWindow
 

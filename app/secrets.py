@@ -1,6 +1,7 @@
-"""The Hugging Face token: only in the OS keyring (or the HF_TOKEN variable), never in a file.
+"""Secrets — the Hugging Face token, the API server's key, connections' keys — only in the OS
+keyring (or an environment variable), never in a file.
 
-When no keyring backend works (headless Linux without a Secret Service), a token can still be
+When no keyring backend works (headless Linux without a Secret Service), a secret can still be
 kept in this process's memory for the session; the caller is told so and can say it to the user.
 """
 
@@ -13,8 +14,14 @@ from enum import Enum
 log = logging.getLogger(__name__)
 SERVICE = "Hearth"
 ACCOUNT = "huggingface-token"
-_session_token: str | None = None
+SERVER_KEY = "api-server-key"  # the key clients of Hearth's API server must send
+_session: dict[str, str] = {}
 _said: set[str] = set()
+
+
+def connection_key_account(name: str) -> str:
+    """The keyring account of a connection's API key (Settings → Connections)."""
+    return f"connection:{name}"
 
 
 def _say_once(message: str) -> None:
@@ -30,20 +37,45 @@ class Stored(str, Enum):
     SESSION = "session"  # no usable keyring: kept in memory until Hearth quits
 
 
-def get_token() -> str | None:
-    env = os.environ.get("HF_TOKEN")
-    if env:
-        return env
-    if _session_token:
-        return _session_token
+def get_secret(account: str) -> str | None:
+    if _session.get(account):
+        return _session[account]
     try:
         import keyring
 
-        token = keyring.get_password(SERVICE, ACCOUNT)
+        value = keyring.get_password(SERVICE, account)
     except Exception as e:  # no backend, a locked or broken one: never stop the app for it
-        _say_once(f"no usable keyring ({e}); no Hub token")
+        _say_once(f"no usable keyring ({e}); no {account}")
         return None
-    return token or None
+    return value or None
+
+
+def set_secret(account: str, value: str) -> Stored:
+    """Keep ``value`` in the OS keyring, or for this session only when there is none."""
+    try:
+        import keyring
+
+        keyring.set_password(SERVICE, account, value)
+    except Exception as e:
+        log.info("no usable keyring (%s); %s is kept for this session only", e, account)
+        _session[account] = value
+        return Stored.SESSION
+    _session.pop(account, None)
+    return Stored.KEYRING
+
+
+def delete_secret(account: str) -> None:
+    _session.pop(account, None)
+    try:
+        import keyring
+
+        keyring.delete_password(SERVICE, account)
+    except Exception as e:  # nothing stored, or no keyring: either way there is none now
+        log.info("no %s deleted from the keyring (%s)", account, e)
+
+
+def get_token() -> str | None:
+    return os.environ.get("HF_TOKEN") or get_secret(ACCOUNT)
 
 
 def token_from_env() -> bool:
@@ -51,26 +83,8 @@ def token_from_env() -> bool:
 
 
 def set_token(token: str) -> Stored:
-    """Keep ``token`` in the OS keyring, or for this session only when there is none."""
-    global _session_token
-    try:
-        import keyring
-
-        keyring.set_password(SERVICE, ACCOUNT, token)
-    except Exception as e:
-        log.info("no usable keyring (%s); the token is kept for this session only", e)
-        _session_token = token
-        return Stored.SESSION
-    _session_token = None
-    return Stored.KEYRING
+    return set_secret(ACCOUNT, token)
 
 
 def delete_token() -> None:
-    global _session_token
-    _session_token = None
-    try:
-        import keyring
-
-        keyring.delete_password(SERVICE, ACCOUNT)
-    except Exception as e:  # nothing stored, or no keyring: either way there is no token now
-        log.info("no token deleted from the keyring (%s)", e)
+    delete_secret(ACCOUNT)

@@ -45,6 +45,15 @@ class Sampling:
         )
 
 
+@dataclass
+class Connection:
+    """An OpenAI-compatible server whose models the window offers beside local ones (its API
+    key, if any, is in the keyring: app/secrets.py)."""
+
+    name: str
+    url: str
+
+
 def default_threads() -> int:
     # Generation is memory-bound: physical cores beat hyper-threads; leave a core for the UI.
     n = os.cpu_count() or 2
@@ -71,6 +80,14 @@ class Settings:
     last_model: str = ""
     offline: bool = False  # no connection at all, whatever the user clicks (HF_HUB_OFFLINE too)
     download_concurrency: int = 2  # files downloading at once; the rest wait in the queue
+    # The OpenAI-compatible API server (`hearth serve`; in the window, Settings → Local server).
+    server_enabled: bool = False  # the window starts it at launch
+    server_host: str = "127.0.0.1"  # anything but loopback needs an API key (in the keyring)
+    server_port: int = 8484
+    server_idle_minutes: int = 15  # a model no request used for this long is unloaded; 0: never
+    server_cors: bool = False  # let web pages of other origins read replies
+    server_save_chats: bool = False  # keep requests and their replies as conversations
+    connections: list[Connection] = field(default_factory=list)
 
 
 def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +109,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "context_length": (256, 1_048_576),
     "gpu_layers": (-1, 1000),
     "download_concurrency": (1, 8),
+    "server_port": (1, 65535),
+    "server_idle_minutes": (0, 24 * 60),
 }
 
 
@@ -107,6 +126,14 @@ def _coerce(cls: type[Any], raw: dict[str, Any]) -> Any:
             kwargs[f.name] = _coerce(type(default), value)
         elif f.name == "theme":
             kwargs[f.name] = value if value in get_args(Theme) else default
+        elif f.name == "connections":
+            ok = isinstance(value, list) and all(
+                isinstance(v, dict)
+                and isinstance(v.get("name"), str)
+                and isinstance(v.get("url"), str)
+                for v in value
+            )
+            kwargs[f.name] = [Connection(v["name"], v["url"]) for v in value] if ok else default
         elif f.name == "flash_attention":
             kwargs[f.name] = value if value in get_args(FlashAttention) else default
         elif isinstance(default, bool):

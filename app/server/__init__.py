@@ -1,0 +1,1 @@
+"""Hearth's OpenAI-compatible API server (``hearth serve``, Settings → Local server)."""

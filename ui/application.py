@@ -13,11 +13,13 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app import __version__
 from app.chats.store import ChatStore, ChatStoreError
 from app.context import AppContext
+from app.engine.shared import SharedEngine
 from app.engine.types import Engine
 from app.logs import setup_logging
 from app.markdown_render import warm_up
 from resources import RESOURCES
 from ui.engine_controller import EngineController
+from ui.local_server import LocalServer
 from ui.main_window import MainWindow
 from ui.theme import apply_theme
 
@@ -31,11 +33,27 @@ def _warm_up_rendering() -> None:
 
 def create_engine() -> Engine:
     # llama.cpp runs on the main thread of its own process (faster there, and a native crash
-    # cannot take the window down); the process starts on the engine thread's first use.
+    # cannot take the window down); the process starts on the engine's first use.
     from app.engine.local import local_engine
     from app.paths import get_paths
 
     return local_engine(get_paths())
+
+
+def shared_engine() -> SharedEngine:
+    """The one engine the window's chats and the API server take turns on."""
+    return SharedEngine(create_engine(), paced=True)
+
+
+def window_engine(shared: SharedEngine, ctx: AppContext) -> Engine:
+    """The window's engine: its seat on the shared engine for model files, and the models of
+    Settings → Connections on their servers."""
+    from app import connections
+    from app.engine.routing import RoutingEngine
+
+    return RoutingEngine(
+        shared.seat("window"), lambda name: connections.engine_for(ctx.settings, name)
+    )
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -62,14 +80,19 @@ def run(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         QMessageBox.critical(None, "Hearth", str(e))
         return 1
-    engine = EngineController(create_engine)
-    window = MainWindow(ctx, store, engine)
+    shared = shared_engine()
+    engine = EngineController(lambda: window_engine(shared, ctx))
+    server = LocalServer(ctx, shared)
+    window = MainWindow(ctx, store, engine, server)
     window.show()
+    if ctx.settings.server_enabled:
+        server.start()
     # Once the window has been painted, import what the first reply's rendering needs.
     QTimer.singleShot(WARM_UP_AFTER_MS, _warm_up_rendering)
     try:
         return app.exec()
     finally:
         window.chat_page._flush()
+        server.shutdown()
         engine.shutdown()
         store.close()

@@ -25,6 +25,7 @@ from app.chats.history import engine_messages, opening_messages
 from app.chats.store import ChatStore, Conversation, Message
 from app.chats.turn import Turn
 from app.context import AppContext
+from app.engine.routing import parse_remote_path
 from app.engine.types import GenerationStats, LoadedModel
 from app.library import LibraryEntry
 from ui.chat_view import ChatView
@@ -109,6 +110,7 @@ class ChatPage(QWidget):
         self.messages = MessageListModel()
         self._stream: _Stream | None = None
         self._models: list[LibraryEntry] = []
+        self._remote: list[tuple[str, str]] = []  # (label, path) of connections' models
         self._library_known = False  # the first library scan has answered
         self._wanted = ""  # a model chosen before the picker lists it (a scan is under way)
         self._send_when_ready = False  # Enter before the models or the engine were ready
@@ -178,14 +180,18 @@ class ChatPage(QWidget):
         self.picker.clear()
         for m in self._models:
             self.picker.addItem(m.name, str(m.path))
-        if not self._models:
+        if self._models and self._remote:
+            self.picker.insertSeparator(self.picker.count())
+        for label, path in self._remote:
+            self.picker.addItem(label, path)
+        if not self._models and not self._remote:
             self.picker.addItem("No models — add one on the Models page", "")
         wanted = (
             current
             or (self.conversation.model if self.conversation else "")
             or self.ctx.settings.last_model
         )
-        i = self.picker.findData(wanted)
+        i = self.picker.findData(wanted) if wanted else -1
         if i < 0:
             default = self.ctx.default_model(self._models)
             i = self.picker.findData(str(default.path)) if default else 0
@@ -201,6 +207,12 @@ class ChatPage(QWidget):
         if self._send_when_ready:
             self._send_when_ready = False
             self.send()
+
+    def set_remote_models(self, models: list[tuple[str, str]]) -> None:
+        """The models of connections (Settings → Connections), listed after the library's."""
+        if models != self._remote:
+            self._remote = list(models)
+            self.set_models(self._models)
 
     def current_model_path(self) -> str:
         """The model of the chat shown: the picker's, or one chosen before the picker lists it."""
@@ -246,7 +258,11 @@ class ChatPage(QWidget):
 
     @Slot(LoadedModel)
     def _on_loaded(self, info: LoadedModel) -> None:
-        text = f"Ready · context {info.context_length:,} tokens"
+        remote = parse_remote_path(info.path)
+        if remote:
+            text = f"Ready · on {html.escape(remote[0])} (Settings → Connections)"
+        else:
+            text = f"Ready · context {info.context_length:,} tokens"
         if info.gpu_layers:
             text += f" · {info.gpu_layers} layers on GPU"
         if info.safe_cpu:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import connections
 from app.chats.store import ChatStore
 from app.context import AppContext
 from app.downloads import DownloadManager, JobView, State
@@ -34,6 +35,7 @@ from ui.discover_page import DiscoverPage
 from ui.downloads_page import DownloadsController, DownloadsPage
 from ui.engine_controller import EngineController
 from ui.item_models import ConversationListModel, ConversationRole
+from ui.local_server import LocalServer
 from ui.models_page import ModelsPage
 from ui.settings_page import SettingsPage
 from ui.tasks import error_text, run_task
@@ -49,14 +51,24 @@ class MainWindow(QMainWindow):
     # it, instead of the window handing each the list.
     library_changed = Signal(object)
 
-    def __init__(self, ctx: AppContext, store: ChatStore, engine: EngineController) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        store: ChatStore,
+        engine: EngineController,
+        server: LocalServer | None = None,
+    ) -> None:
         super().__init__()
         self.ctx = ctx
         self.store = store
         self.engine = engine
+        self.server = server  # the API server on the window's engine (Settings → Local server)
         # Library work (scans, copies, deletes) runs on one background thread, in order.
         self.library_pool = QThreadPool(self)
         self.library_pool.setMaxThreadCount(1)
+        # Asking connections for their models (the network) runs apart from library work.
+        self.remote_pool = QThreadPool(self)
+        self.remote_pool.setMaxThreadCount(1)
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
         self._build_pages()
@@ -72,13 +84,14 @@ class MainWindow(QMainWindow):
         self.reload_conversations()
         self.new_chat()
         self.refresh_library()
+        self.refresh_remote_models()
         self.downloads.start()  # the queue from last time resumes
 
     def _build_pages(self) -> None:
         ctx, engine = self.ctx, self.engine
         self.chat_page = ChatPage(ctx, self.store, engine)
         self.models_page = ModelsPage(ctx.paths.models_dir, engine)
-        self.settings_page = SettingsPage(ctx.settings, ctx.library)
+        self.settings_page = SettingsPage(ctx.settings, ctx.library, self.server)
         self.discover_page = DiscoverPage(get_token, ctx.settings.context_length)
         self.downloads_page = DownloadsPage(ctx.settings.download_concurrency)
         self.downloads = DownloadsController(
@@ -139,7 +152,35 @@ class MainWindow(QMainWindow):
         sl.addWidget(new_chat)
         sl.addWidget(self.conversation_list, 1)
         sl.addLayout(nav_layout)
+        # While the API server is on, the window says so (and where), whatever page is shown.
+        self.server_status = QPushButton()
+        self.server_status.setObjectName("serverStatus")
+        self.server_status.setFlat(True)
+        self.server_status.setToolTip("The local API server (Settings → Local server)")
+        self.server_status.clicked.connect(lambda: self.show_page(self.SETTINGS))
+        self.server_status.hide()
+        sl.addWidget(self.server_status)
+        if self.server is not None:
+            self.server.changed.connect(self._show_server_status)
+            self._show_server_status()
         return sidebar
+
+    @Slot()
+    def _show_server_status(self) -> None:
+        server = self.server
+        if server is None or not (server.running or server.error):
+            self.server_status.hide()
+            return
+        if server.running and self.ctx.settings.server_save_chats:
+            self.reload_conversations()  # requests are saved as chats: show them
+        if server.running:
+            port = server.url.rsplit(":", 1)[-1].split("/")[0]
+            n = server.requests_served
+            text = f"● API server on :{port} · {n} request{'s' if n != 1 else ''}"
+        else:
+            text = "API server not running — see Settings"
+        self.server_status.setText(text)
+        self.server_status.show()
 
     def _add_shortcuts(self) -> None:
         new_action = QAction("New chat", self)
@@ -165,6 +206,8 @@ class MainWindow(QMainWindow):
         self.settings_page.theme_changed.connect(self._apply_theme)
         self.settings_page.engine_settings_changed.connect(self._engine_settings_changed)
         self.settings_page.offline_changed.connect(self._offline_changed)
+        self.settings_page.offline_changed.connect(self.refresh_remote_models)
+        self.settings_page.connections_changed.connect(self.refresh_remote_models)
         self.discover_page.download_requested.connect(self.download)
         self.discover_page.open_downloads.connect(lambda: self.show_page(self.DOWNLOADS))
         self.downloads_page.discover_requested.connect(lambda: self.show_page(self.DISCOVER))
@@ -178,6 +221,24 @@ class MainWindow(QMainWindow):
         self.downloads.changed.connect(self._on_downloads_changed)
         self.downloads.finished.connect(self._on_download_finished)
         engine.model_load_failed.connect(self._on_model_load_failed)
+
+    @Slot()
+    def refresh_remote_models(self) -> None:
+        """Ask each connection for its models, in the background; the chat's picker lists them."""
+        if not self.ctx.settings.connections:
+            self._remote_models_found([])
+            return
+        settings = self.ctx.settings
+        run_task(
+            self.remote_pool,
+            lambda: connections.list_models(settings),
+            self._remote_models_found,
+            lambda e: log.error("asking connections for models failed: %s", e),
+        )
+
+    def _remote_models_found(self, found: list[connections.RemoteModels]) -> None:
+        self.chat_page.set_remote_models([m for r in found for m in r.models])
+        self.settings_page.connections_box.show_states(found)
 
     # pages
 
@@ -365,6 +426,7 @@ class MainWindow(QMainWindow):
         self.chat_page._flush()
         self.downloads.shutdown()  # running downloads resume at the next start
         self.library_pool.waitForDone()
+        self.remote_pool.waitForDone(3000)
         # Python must not be torn down under a task still running: the keyring check at startup
         # takes ~0.3 s (longer if the keyring asks to be unlocked, hence the bound).
         self.settings_page.pool.waitForDone(3000)

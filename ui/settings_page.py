@@ -31,6 +31,9 @@ from app.engine.templates import BUILTIN_TEMPLATES
 from app.hub import whoami
 from app.library import LibraryError, ModelLibrary
 from app.settings import RANGES, Settings
+from ui.connections_box import ConnectionsBox
+from ui.local_server import LocalServer
+from ui.server_box import ServerBox
 from ui.tasks import error_text, run_task
 
 
@@ -59,9 +62,14 @@ class SettingsPage(QScrollArea):
     theme_changed = Signal(str)
     folders_changed = Signal()
     offline_changed = Signal(bool)
+    connections_changed = Signal()
 
     def __init__(
-        self, settings: Settings, library: ModelLibrary, parent: QWidget | None = None
+        self,
+        settings: Settings,
+        library: ModelLibrary,
+        server: LocalServer | None = None,
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.settings = settings
@@ -75,13 +83,22 @@ class SettingsPage(QScrollArea):
         layout.setContentsMargins(20, 12, 20, 16)
         layout.addWidget(QLabel("<h2>Settings</h2>"))
 
-        for box in (
+        boxes: list[QGroupBox] = [
             self._folders_box(),
             self._engine_box(),
             self._replies_box(),
             self._hub_box(),
-            self._look_box(),
-        ):
+        ]
+        self.server_box: ServerBox | None = None
+        if server is not None:
+            self.server_box = ServerBox(server)
+            self.server_box.changed.connect(self._save_now)
+            boxes.append(self.server_box)
+        self.connections_box = ConnectionsBox(settings)
+        self.connections_box.changed.connect(self._save_now)
+        self.connections_box.changed.connect(self.connections_changed)
+        boxes.append(self.connections_box)
+        for box in (*boxes, self._look_box()):
             layout.addWidget(box)
         layout.addStretch(1)
         self.setWidget(body)

@@ -10,8 +10,11 @@ from pytestqt.qtbot import QtBot
 
 from app.chats.store import ChatStore
 from app.context import AppContext
+from app.engine.shared import SharedEngine
 from tests.fake_engine import FakeEngine
+from ui.application import window_engine
 from ui.engine_controller import EngineController, live_controllers
+from ui.local_server import LocalServer
 from ui.main_window import MainWindow
 
 
@@ -31,25 +34,30 @@ def fake_engine() -> FakeEngine:
 
 @pytest.fixture
 def make_window(qtbot: QtBot, fake_engine: FakeEngine) -> Iterator[Callable[..., MainWindow]]:
-    made: list[tuple[MainWindow, EngineController, ChatStore]] = []
+    made: list[tuple[MainWindow, EngineController, ChatStore, LocalServer]] = []
 
     def make(
         engine_factory: Callable[[], Any] | None = None, wait_for_library: bool = True
     ) -> MainWindow:
+        """The window as the app assembles it: the engine is shared, in turns, between the
+        window's seat and the API server's (off unless a test starts it)."""
         ctx = AppContext.open()
         store = ChatStore(ctx.paths.chats_db)
-        controller = EngineController(engine_factory or (lambda: fake_engine))
-        window = MainWindow(ctx, store, controller)
+        shared = SharedEngine(engine_factory() if engine_factory else fake_engine)
+        controller = EngineController(lambda: window_engine(shared, ctx))
+        server = LocalServer(ctx, shared)
+        window = MainWindow(ctx, store, controller, server)
         qtbot.addWidget(window)
-        made.append((window, controller, store))
+        made.append((window, controller, store, server))
         window.show()
         if wait_for_library:
             qtbot.waitUntil(lambda: window.models_page.table_model.rowCount() > 0, timeout=10_000)
         return window
 
     yield make
-    for window, controller, store in made:
+    for window, controller, store, server in made:
         window.close()
+        server.shutdown()
         controller.shutdown()
         store.close()
 

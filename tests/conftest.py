@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -13,7 +17,8 @@ import pytest
 
 from app.engine.cpu_safety import SafeModeMemory
 from app.engine.local import fast_kernels_work
-from app.engine.types import LoadParams
+from app.engine.remote import RemoteEngine
+from app.engine.types import EngineError, LoadParams
 from app.hub import set_offline
 from app.library import starter_model_path
 from tests.fake_hub import FakeHub
@@ -80,3 +85,39 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     yield fake
     set_offline(False)
     fake.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def llama_server(
+    starter_model: Path, tmp_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """llama-cpp-python's OpenAI-compatible server on the starter model; always killed."""
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    log = (tmp_path / "llama-server.log").open("wb")
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(starter_model)]
+    command += ["--host", "127.0.0.1", "--port", url.split(":")[2].split("/")[0]]
+    command += ["--n_ctx", "2048", "--n_threads", "2"]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                RemoteEngine(url).models()
+                break
+            except EngineError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    pytest.fail((tmp_path / "llama-server.log").read_text()[-2000:])
+                time.sleep(0.2)
+        yield url, server
+    finally:
+        server.kill()
+        server.wait()
+        log.close()

@@ -489,42 +489,6 @@ def test_cli_offline_refuses_a_server_elsewhere() -> None:
 # --- a server nobody here wrote
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def llama_server(
-    starter_model: Path, tmp_path: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """llama-cpp-python's OpenAI-compatible server on the starter model; always killed."""
-    url = f"http://127.0.0.1:{_free_port()}/v1"
-    log = (tmp_path / "llama-server.log").open("wb")
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(starter_model)]
-    command += ["--host", "127.0.0.1", "--port", url.split(":")[2].split("/")[0]]
-    command += ["--n_ctx", "2048", "--n_threads", "2"]
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                RemoteEngine(url).models()
-                break
-            except EngineError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail((tmp_path / "llama-server.log").read_text()[-2000:])
-                time.sleep(0.2)
-        yield url, server
-    finally:
-        server.kill()
-        server.wait()
-        log.close()
-
-
 @pytest.mark.slow
 def test_llama_cpp_pythons_server(llama_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, server = llama_server

@@ -21,8 +21,9 @@ import openai
 import pytest
 
 from app.chats.store import ChatStore
+from app.engine.remote import RemoteEngine
 from app.engine.shared import SharedEngine
-from app.engine.types import LoadParams
+from app.engine.types import EngineError, LoadParams
 from app.library import LibraryEntry
 from app.model_file import read_model_file
 from app.server.host import ModelHost, model_ids
@@ -430,3 +431,31 @@ def test_serve_real_model_json_schema(hearth_serve: str) -> None:
         response_format={"type": "json_object"},
     )
     json.loads(anything.choices[0].message.content or "")
+
+
+@pytest.mark.slow
+def test_hearth_as_the_remote_engine_of_hearth(hearth_serve: str) -> None:
+    """Another Hearth's server is the first kind of connection: the RemoteEngine on it."""
+    engine = RemoteEngine(hearth_serve, api_key="k3y", name="Desktop")
+    assert STARTER in engine.models()
+    engine.load(STARTER, LoadParams())
+    reply = engine.chat(HELLO, Sampling(max_tokens=16, temperature=0), threading.Event())  # type: ignore[arg-type]
+    assert "".join(reply).strip()
+    assert reply.stats.generated_tokens == 16
+    assert reply.stats.stop_reason == "length"
+    story = [{"role": "user", "content": "Tell me a very long story about a dragon."}]
+    reply = engine.chat(story, Sampling(max_tokens=800), threading.Event())  # type: ignore[arg-type]
+    pieces = iter(reply)
+    next(pieces)
+    engine.interrupt()
+    assert len(list(pieces)) <= 2
+    assert reply.stats.stop_reason == "cancelled"
+    # The server's engine is free again at once.
+    again = engine.chat(HELLO, Sampling(max_tokens=4), threading.Event())  # type: ignore[arg-type]
+    started = time.monotonic()
+    assert "".join(again)
+    assert again.stats.time_to_first_token < 1.0
+    assert time.monotonic() - started < 2.0
+    engine.close()
+    with pytest.raises(EngineError, match=r"refused the API key|asks for an API key"):
+        RemoteEngine(hearth_serve, name="Desktop").models()

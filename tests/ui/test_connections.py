@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,3 +97,57 @@ def test_offline_mode_allows_only_connections_on_this_computer() -> None:
     assert "Offline mode" not in found["Here"].error  # tried (and unreachable here)
     with pytest.raises(connections.EngineError, match="Offline mode is on"):
         connections.engine_for(settings, "Far")
+
+
+@pytest.mark.slow
+def test_chat_through_llama_cpp_pythons_server(
+    qtbot: QtBot, window: MainWindow, llama_server: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    """A server nobody here wrote, as a connection: a reply streams into the chat page, Stop
+    ends the next one mid-reply, and a server killed mid-stream leaves the partial reply kept
+    and marked."""
+    url, server = llama_server
+    window.ctx.settings.connections = [Connection("llama", url)]
+    window.refresh_remote_models()
+    page = window.chat_page
+    qtbot.waitUntil(
+        lambda: any(
+            page.picker.itemText(i).endswith("— llama") for i in range(page.picker.count())
+        ),
+        timeout=10_000,
+    )
+    i = next(i for i in range(page.picker.count()) if page.picker.itemText(i).endswith("— llama"))
+    page.choose_model(page.picker.itemData(i))
+    window.ctx.settings.sampling = Sampling(temperature=0, max_tokens=400)
+
+    def streamed() -> str:
+        return page._stream.turn.text if page._stream else ""
+
+    page.input.setPlainText("Say hello.")
+    with qtbot.waitSignal(window.engine.reply_finished, timeout=60_000):
+        qtbot.keyClick(page.input, Qt.Key.Key_Return)
+    assert page.conversation is not None
+    first = window.store.messages(page.conversation.id)[-1]
+    assert first.content.strip()
+    assert first.status == "complete"
+
+    page.input.setPlainText("Tell me a very long story about a dragon.")
+    qtbot.keyClick(page.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(streamed()) > 20, timeout=60_000)
+    started = time.monotonic()
+    with qtbot.waitSignal(window.engine.reply_finished, timeout=5000):
+        window.engine.stop()
+    assert time.monotonic() - started < 1.0
+    stopped = window.store.messages(page.conversation.id)[-1]
+    assert stopped.status == "interrupted"
+    assert len(stopped.content) > 20
+
+    page.input.setPlainText("Tell me another long story, about a ship.")
+    qtbot.keyClick(page.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(streamed()) > 20, timeout=60_000)
+    with qtbot.waitSignal(window.engine.reply_failed, timeout=10_000) as failed:
+        server.kill()
+    assert "lost mid-reply" in failed.args[0]
+    cut = window.store.messages(page.conversation.id)[-1]
+    assert cut.status == "error"
+    assert len(cut.content) > 20  # what came before the cut is kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import threading
@@ -119,23 +120,9 @@ def main(argv: Sequence[str] | None = None, open_window: Callable[[], int] | Non
             return 2
         return open_window()
     try:
-        if args.command == "models":
-            return _models(args)
-        if args.command == "chat":
-            return _chat(args)
-        if args.command == "chats":
-            return _chats(args)
-        if args.command == "search":
-            return _search(args)
-        if args.command == "pull":
-            return _pull(args)
-        if args.command == "serve":
-            from app.server.cli import ServeError, serve
-
-            try:
-                return serve(args, _context())
-            except ServeError as e:
-                raise CliError(str(e)) from None
+        code = _run(args)
+        sys.stdout.flush()  # a full disk or a dead pipe shows here, not as a silent exit
+        return code
     except CliError as e:
         print(f"hearth: {e}", file=sys.stderr)
         return 1
@@ -145,7 +132,44 @@ def main(argv: Sequence[str] | None = None, open_window: Callable[[], int] | Non
         # The reader went away (`hearth chats export | head`): end quietly, as Unix tools do.
         _drop_stdout()
         return 141  # what a shell reports for a program ended by SIGPIPE
+    except OSError as e:
+        if e.errno not in _OUTPUT_ERRORS:
+            raise
+        # Output to a full disk (`> /dev/full`) or a device gone: one line, not a traceback.
+        _drop_stdout()
+        print(f"hearth: the output could not be written: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "models":
+        return _models(args)
+    if args.command == "chat":
+        return _chat(args)
+    if args.command == "chats":
+        return _chats(args)
+    if args.command == "search":
+        return _search(args)
+    if args.command == "pull":
+        return _pull(args)
+    if args.command == "serve":
+        from app.server.cli import ServeError, serve
+
+        try:
+            return serve(args, _context())
+        except ServeError as e:
+            raise CliError(str(e)) from None
     raise AssertionError(args.command)
+
+
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
+def readable(text: str) -> str:
+    """Text from the command line or stdin, where bytes that are not UTF-8 (a Latin-1 terminal,
+    a binary file piped in) arrive as surrogates that SQLite and the model cannot take: they
+    become U+FFFD, as a text viewer shows them."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _drop_stdout() -> None:
@@ -292,7 +316,14 @@ def _pull(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     try:
-        paths = Downloader(token=token).pull(
+
+        def waiting(name: str) -> None:
+            sys.stderr.write(
+                f"\nAnother download of {name} is under way (another Hearth or `hearth pull`); "
+                "waiting for it to finish…\n"
+            )
+
+        paths = Downloader(token=token, waiting=waiting).pull(
             model, ctx.paths.models_dir, ctx.paths.partial_dir, progress
         )
     except KeyboardInterrupt:
@@ -338,6 +369,10 @@ def _chat(args: argparse.Namespace) -> int:
     from app.engine.local import local_engine
     from app.engine.types import EngineError
 
+    if args.prompt is not None:
+        args.prompt = readable(args.prompt)
+    if args.system is not None:
+        args.system = readable(args.system)
     if args.prompt is not None and not args.prompt.strip():
         raise CliError("The message is empty.")
     ctx = _context()
@@ -395,7 +430,7 @@ def _chat(args: argparse.Namespace) -> int:
         else:
             history = opening_messages(system)
         engine.prepare(history)  # the next chat waits for it only if it continues it
-        return input("> ")
+        return readable(input("> "))
 
     try:
         if args.prompt is not None:
@@ -458,7 +493,7 @@ def _stream_reply(engine: Engine, turn: Turn, sampling: Sampling, out: TextIO) -
     except KeyboardInterrupt:  # Ctrl+C stops the reply, not the chat
         reply.close()
         turn.stop(reply.stats)
-    except BrokenPipeError:  # the reader left (`| head`): keep what was written, then go
+    except OSError:  # the reader left (`| head`), or a full disk: keep what was written, then go
         reply.close()
         turn.stop(reply.stats)
         raise

@@ -42,6 +42,10 @@ DISK_MARGIN = 256 * 1024 * 1024  # never fill a disk to the last byte
 Progress = Callable[[int, int], None]  # bytes done, bytes total (of the whole model)
 
 
+LOCKS = ".locks"  # in the partial folder: one lock file per file being downloaded
+LOCK_POLL = 0.5  # how often a downloader waiting for another's file looks whether to stop
+
+
 class DownloadError(HubError):
     pass
 
@@ -121,7 +125,11 @@ class Downloader:
         max_attempts: int = 8,
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        waiting: Callable[[str], None] | None = None,
     ) -> None:
+        """``waiting(file name)`` is told when another downloader (another Hearth, a second
+        ``hearth pull``) has the file, which this one then waits for."""
+        self.waiting = waiting
         self.token = token
         self.stall_seconds = stall_seconds
         self.max_attempts = max_attempts
@@ -158,14 +166,46 @@ class Downloader:
                 if progress:
                     progress(base + n, total)
 
-            self._fetch(t, report, cancel or threading.Event())
+            self._fetch(t, report, cancel or threading.Event(), partial_dir / LOCKS)
             done_before += t.file.size
         return [t.dest for t in targets]
 
-    def _fetch(self, t: Target, report: Callable[[int], None], cancel: threading.Event) -> None:
-        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+    def _fetch(
+        self, t: Target, report: Callable[[int], None], cancel: threading.Event, locks: Path
+    ) -> None:
+        """One downloader per file, across processes: two appending to one ``.part`` would ruin
+        it (seen: 5 of 6 failed). The locks live in a folder of their own and stay there: one
+        deleted while another process waits on it would let a third in."""
+        from filelock import FileLock, Timeout
 
         t.part.parent.mkdir(parents=True, exist_ok=True)
+        locks.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(str(t.dest).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        lock = FileLock(locks / f"{name}.lock")
+        told = False
+        while True:
+            try:
+                lock.acquire(timeout=LOCK_POLL)
+                break
+            except Timeout:
+                if cancel.is_set():
+                    raise Stopped("The download was stopped.") from None
+                if not told and self.waiting is not None:
+                    self.waiting(t.file.name)
+                told = True
+        try:
+            if t.complete:  # the other downloader finished it meanwhile
+                report(t.file.size)
+                return
+            self._fetch_locked(t, report, cancel)
+        finally:
+            lock.release()
+
+    def _fetch_locked(
+        self, t: Target, report: Callable[[int], None], cancel: threading.Event
+    ) -> None:
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
         expected = {"size": t.file.size, "sha256": t.file.sha256}
         try:
             if json.loads(t.meta.read_text()) != expected:

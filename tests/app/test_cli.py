@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -369,3 +370,44 @@ def test_a_hearth_home_that_is_a_file_is_one_line(
     assert code == 1
     assert err.startswith("hearth: Hearth cannot use ")
     assert err.count("\n") == 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_one_line_and_the_reply_is_kept(tiny_model: Path) -> None:
+    from app.chats.store import ChatStore
+
+    code, err = _pipeline("hearth models list > /dev/full")
+    assert (code, err) == (1, "hearth: the output could not be written: No space left on device\n")
+    code, err = _pipeline(f"hearth chat -m {tiny_model} --max-tokens 40 hello > /dev/full")
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.endswith("No space left on device\n")
+    store = ChatStore(AppContext.open().paths.chats_db)
+    [conversation] = store.conversations()
+    reply = store.messages(conversation.id)[-1]
+    store.close()
+    assert reply.status == "interrupted"  # not left "streaming"
+    code, err = _pipeline("hearth chats export > /dev/full")
+    assert code == 1
+    assert "Traceback" not in err
+
+
+def test_bytes_that_are_not_utf8_become_replacement_characters(tiny_model: Path) -> None:
+    """A Latin-1 argument or binary stdin arrives as surrogates, which SQLite cannot store."""
+    from app.chats.store import ChatStore
+
+    hearth = [sys.executable, "-m", "app", "chat", "-m", str(tiny_model), "--max-tokens", "2"]
+    root = Path(__file__).resolve().parents[2]
+    one = subprocess.run(
+        [*hearth, os.fsdecode(b"caf\xe9")], capture_output=True, timeout=120, cwd=root
+    )
+    assert one.returncode == 0, one.stderr
+    piped = subprocess.run(
+        hearth, input=b"hi\xff\xfe there\n", capture_output=True, timeout=120, cwd=root
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert b"Traceback" not in one.stderr + piped.stderr
+    store = ChatStore(AppContext.open().paths.chats_db)
+    texts = sorted(store.messages(c.id)[0].content for c in store.conversations())
+    store.close()
+    assert texts == ["caf\ufffd", "hi\ufffd\ufffd there"]

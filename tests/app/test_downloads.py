@@ -214,3 +214,27 @@ def test_offline_makes_no_request(
     assert main(["pull", REPO]) == 1
     assert "offline" in capsys.readouterr().err
     assert hub.requests == []
+
+
+def test_two_pulls_of_one_file_take_turns(hub: FakeHub, tiny_model: Path) -> None:
+    """One downloader per file: the second waits for the first (and says so), then finds the
+    file done; nothing is appended twice, no traceback."""
+    size = tiny_model.stat().st_size
+    hub.throttle = size / 2  # ~2 s for the whole file
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "app", "pull", REPO]
+    first = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    ctx = AppContext.open()
+    part = ctx.paths.partial_dir / "acme" / "Tiny-GGUF" / "tiny-Q4_K_M.gguf.part"
+    deadline = time.monotonic() + 20
+    while not part.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    _, first_err = first.communicate(timeout=60)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 0, second.stderr
+    assert "Traceback" not in first_err + second.stderr
+    assert "waiting for it to finish" in second.stderr
+    dest = ctx.paths.models_dir / "acme" / "Tiny-GGUF" / "tiny-Q4_K_M.gguf"
+    assert dest.read_bytes() == tiny_model.read_bytes()
+    assert len([r for m, p, r in hub.requests if p.startswith("/cdn/")]) == 1  # fetched once

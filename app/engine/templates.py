@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from app.engine.template_sandbox import TemplateTooLarge, compile_template, render
 from app.engine.types import ChatMessage, EngineError
 
 BUILTIN_TEMPLATES: dict[str, str] = {
@@ -92,8 +93,8 @@ def resolve_template(
     return BUILTIN_TEMPLATES[FALLBACK], "fallback", FALLBACK
 
 
-# A chat template is code from the internet: llama-cpp-python renders it in Jinja's sandbox (no
-# file or attribute access, ranges capped), but nested loops can still run for hours. Real
+# A chat template is code from the internet: rendered in Jinja's sandbox with limits on what it
+# builds (app/engine/template_sandbox.py), but nested loops can still run for hours. Real
 # templates render in well under a millisecond.
 RENDER_SECONDS = 2.0
 
@@ -135,9 +136,8 @@ class ChatTemplate:
     """
 
     def __init__(self, template: str, bos_text: str, eos_text: str) -> None:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # loads with llama.cpp
-
-        self._formatter: Any = Jinja2ChatFormatter(template, eos_token=eos_text, bos_token=bos_text)
+        self._template = compile_template(template)
+        self._bos, self._eos = bos_text, eos_text
         self._last: tuple[list[ChatMessage], str] | None = None
         self.folds_system = False  # the template has no system role (see format)
         self._notice = ""
@@ -145,8 +145,7 @@ class ChatTemplate:
     def render(self, messages: list[ChatMessage]) -> str:
         """The template applied to ``messages``, with the assistant's header to reply after."""
         with _time_limit(RENDER_SECONDS):
-            prompt: str = self._formatter(messages=messages).prompt
-        return prompt
+            return render(self._template, list(messages), self._bos, self._eos)
 
     def format(self, messages: list[ChatMessage]) -> str:
         """``render``, once per conversation; EngineError when the template rejects it or does
@@ -156,7 +155,7 @@ class ChatTemplate:
         try:
             try:
                 prompt = self.render(messages)
-            except _TooLong:
+            except (_TooLong, TemplateTooLarge):
                 raise
             except Exception:
                 folded = fold_system_prompt(messages)
@@ -172,6 +171,11 @@ class ChatTemplate:
             raise EngineError(
                 f"The model's chat template did not finish within {RENDER_SECONDS:g} s (it may "
                 "loop forever). Pick the model's format in Settings → Chat template."
+            ) from None
+        except TemplateTooLarge as e:
+            raise EngineError(
+                f"The model's chat template was stopped: {e}. Pick the model's format in "
+                "Settings → Chat template."
             ) from None
         except Exception as e:
             raise EngineError(f"The model's chat template rejected the conversation: {e}") from None

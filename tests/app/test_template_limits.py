@@ -130,3 +130,50 @@ def test_a_system_prompt_is_folded_into_the_first_message_where_the_template_has
     prompt = in_process.format_prompt(chat)  # type: ignore[arg-type]
     in_process.unload()
     assert "<start_of_turn>user\nBe brief.\n\nhello<end_of_turn>" in prompt
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        # Fast enough to fill gigabytes well within the time limit, one piece at a time...
+        ("{% for i in range(100000) %}{{ messages[0]['content'] * 200 }}{% endfor %}", "grew past"),
+        # ...or in one operation, before anything is written.
+        ("{{ 'x' * 10000000000 }}", "repeats a text"),
+        ("{{ [1, 2] * 10000000000 }}", "repeats a text"),
+        ("{{ 2 ** 1000000000 }}", "too large to write"),
+    ],
+)
+def test_a_template_that_builds_something_huge_is_stopped_at_once(
+    tiny_model: Path, template: str, why: str
+) -> None:
+    engine = LlamaCppEngine()
+    engine.load(str(tiny_model), LoadParams(context_length=512, chat_template_override=template))
+    started = time.monotonic()
+    try:
+        with pytest.raises(EngineError, match=why):
+            engine.format_prompt(HELLO)  # type: ignore[arg-type]
+        assert time.monotonic() - started < 1.0
+    finally:
+        engine.unload()
+
+
+def test_template_variables_are_those_hugging_face_passes(tiny_model: Path) -> None:
+    """A tool-use template that iterates ``tools`` without a guard, a date from strftime_now,
+    the BOS token and raise_exception for roles it does not know."""
+    template = (
+        "{{ bos_token }}[{{ strftime_now('%Y') }}]"
+        "{% for tool in tools %}{{ tool }}{% endfor %}"
+        "{% for m in messages %}{% if m['role'] not in ['user', 'assistant'] %}"
+        "{{ raise_exception('roles must alternate') }}{% endif %}"
+        "{{ m['role'] }}: {{ m['content'] | tojson }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    engine = LlamaCppEngine()
+    engine.load(str(tiny_model), LoadParams(context_length=512, chat_template_override=template))
+    try:
+        prompt = engine.format_prompt([{"role": "user", "content": "héllo"}])
+        assert prompt.endswith(f'[{time.strftime("%Y")}]user: "héllo"\nassistant:')
+        with pytest.raises(EngineError, match="roles must alternate"):
+            engine.format_prompt([{"role": "tool", "content": "x"}])
+    finally:
+        engine.unload()

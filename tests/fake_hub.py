@@ -48,6 +48,11 @@ class FakeHub:
         self.faults: dict[str, list[str]] = {}  # file name -> actions for successive byte requests
         self.throttle: float = 0.0  # bytes per second, 0 = unlimited
         self.search_delays: dict[str, float] = {}  # search text -> seconds before answering
+        # Actions for successive API requests (search, model info, whoami), one per request:
+        # an HTTP status ("401", "503"), "malformed" JSON, a "truncated" body, a connection
+        # "reset", a "stall" after the headers, or a slow "drip" of a whole answer.
+        self.api_faults: list[str] = []
+        self._drip = False  # the next JSON answer goes out slowly
         self.requests: list[tuple[str, str, str]] = []  # method, path, Range header
         self.authorized_paths: list[str] = []  # paths of requests that carried a token
         self.token = "hf_test_token"
@@ -95,6 +100,13 @@ class FakeHub:
         for k, v in (headers or {}).items():
             h.send_header(k, v)
         h.end_headers()
+        if self._drip:  # a slow network: the whole answer, a little at a time
+            self._drip = False
+            for at in range(0, len(data), max(1, len(data) // 20)):
+                h.wfile.write(data[at : at + max(1, len(data) // 20)])
+                h.wfile.flush()
+                time.sleep(0.05)
+            return
         h.wfile.write(data)
 
     def _error(self, h: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
@@ -112,6 +124,8 @@ class FakeHub:
         self.requests.append((h.command, path, h.headers.get("Range", "")))
         if h.headers.get("Authorization"):
             self.authorized_paths.append(path)
+        if path.startswith("/api/") and self.api_faults and self._api_fault(h):
+            return None
         if path == "/api/models":
             return self._search(h, query)
         if path == "/api/whoami-v2":
@@ -128,6 +142,45 @@ class FakeHub:
             _rev, _, name = rest.partition("/")
             return self._resolve(h, repo_id, name, head)
         self._error(h, 404, "RepoNotFound", "Not found")
+
+    def _api_fault(self, h: BaseHTTPRequestHandler) -> bool:
+        """Answer with the next scripted fault; False when it is "drip" (answered slowly by
+        the normal handler: see ``_json``)."""
+        action = self.api_faults.pop(0)
+        if action.isdigit():
+            self._error(h, int(action), "", f"Scripted error {action}")
+        elif action == "malformed":
+            self._raw(h, b'{"id": "acme/x", "oops', 200)
+        elif action == "truncated":
+            self._raw(h, b'[{"id": "acme/x"}]', 200, claimed=4096)
+        elif action == "reset":
+            import socket
+            import struct
+
+            # SO_LINGER 0: the close sends a TCP reset instead of a clean end.
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.close_connection = True
+        elif action == "stall":
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", "100")
+            h.end_headers()
+            h.wfile.flush()
+            time.sleep(5)
+            h.close_connection = True
+        elif action == "drip":
+            self._drip = True
+            return False
+        return True
+
+    def _raw(self, h: BaseHTTPRequestHandler, data: bytes, status: int, claimed: int = 0) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(claimed or len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+        h.wfile.flush()
+        h.close_connection = True
 
     def _search(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
         text = (query.get("search") or [""])[0].lower()

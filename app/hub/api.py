@@ -71,6 +71,12 @@ def quant_label(filename: str) -> str:
     return m.group(1).upper().replace("FP16", "F16") if m else "other"
 
 
+MAX_NAME_BYTES = 255  # what most file systems allow for one name
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{d}{i}" for d in ("COM", "LPT") for i in range(10)
+}
+
+
 def safe_relative_path(name: str) -> PurePosixPath:
     """A repo file name as a relative path, refusing anything that could leave its folder."""
     if (
@@ -80,10 +86,17 @@ def safe_relative_path(name: str) -> PurePosixPath:
         or name.startswith("/")
         or re.match(r"^[A-Za-z]:", name)
     ):
-        raise HubError(f"The repository lists an unsafe file name: {name!r}")
+        raise HubError(f"The repository lists an unsafe file name: {name[:120]!r}")
     path = PurePosixPath(name)
-    if any(part in ("..", ".", "") for part in path.parts):
-        raise HubError(f"The repository lists an unsafe file name: {name!r}")
+    if any(
+        part in ("..", ".", "")
+        or len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+        or part.rstrip(". ") != part  # Windows drops trailing dots and spaces: another name
+        or part.split(".")[0].upper() in _WINDOWS_DEVICES  # CON.gguf is the console there
+        or any(ord(c) < 32 for c in part)
+        for part in path.parts
+    ):
+        raise HubError(f"The repository lists an unsafe file name: {name[:120]!r}")
     return path
 
 
@@ -213,6 +226,17 @@ def _explain(e: Exception, repo_id: str = "") -> HubError:
         return NotFoundError("That file was not found on the Hub.")
     if isinstance(e, HfHubHTTPError):
         status = e.response.status_code if e.response is not None else 0
+        if status == 401:
+            return HubError(
+                "The Hub asks for a valid access token (HTTP 401): add or check it in Settings."
+            )
+        if status == 403:
+            return HubError(
+                "The Hub refused access (HTTP 403): the model may be gated (accept its terms on "
+                "its page) or the token lacks permission."
+            )
+        if status == 404:
+            return NotFoundError(f"{repo_id or 'That'} was not found on the Hub (HTTP 404).")
         if status == 429:
             return HubError("The Hub is rate-limiting requests; wait a minute and try again.")
         if status >= 500:

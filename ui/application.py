@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import socket
 import sys
 import threading
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app import __version__
 from app.chats.store import ChatStore, ChatStoreError
@@ -56,6 +59,33 @@ def window_engine(shared: SharedEngine, ctx: AppContext) -> Engine:
     )
 
 
+def close_on_signals(app: QApplication, window: QWidget) -> None:
+    """SIGTERM (a logout, ``kill``) and SIGINT (Ctrl+C in the terminal that started it) close
+    the window as its close button does: the reply so far is saved, downloads stop where they
+    can resume, the engine process ends. Without this Python died at once, leaving the engine's
+    semaphore to be reported as leaked. Python sees a signal only when it runs, so the signal
+    writes to a socket Qt watches (signal.set_wakeup_fd)."""
+    ours, theirs = socket.socketpair()
+    for end in (ours, theirs):
+        end.setblocking(False)
+    try:
+        signal.set_wakeup_fd(theirs.fileno())
+    except ValueError:  # not the main thread (tests)
+        return
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: None)  # handled in Qt's loop, below
+    notifier = QSocketNotifier(ours.fileno(), QSocketNotifier.Type.Read, app)
+
+    def on_signal() -> None:
+        with contextlib.suppress(OSError):
+            ours.recv(64)
+        log.info("closing on a signal")
+        window.close()
+
+    notifier.activated.connect(on_signal)
+    notifier.sockets = (ours, theirs)  # type: ignore[attr-defined]  # alive as long as it is
+
+
 def run(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     assert isinstance(app, QApplication)
@@ -85,6 +115,7 @@ def run(argv: list[str] | None = None) -> int:
     server = LocalServer(ctx, shared)
     window = MainWindow(ctx, store, engine, server)
     window.show()
+    close_on_signals(app, window)
     if ctx.settings.server_enabled:
         server.start()
     # Once the window has been painted, import what the first reply's rendering needs.

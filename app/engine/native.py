@@ -40,8 +40,13 @@ INJECTED_FAULT = os.environ.get("HEARTH_INJECT_CPU_FAULT", "")
 
 def inject_fault(where: str, safe_cpu: bool) -> None:
     """Die of SIGILL here when HEARTH_INJECT_CPU_FAULT asks for ``where`` in this CPU mode; with
-    ``:abort``, of SIGABRT in any mode (what a GGML_ASSERT on a bad file does)."""
+    ``:abort``, of SIGABRT in any mode (what a GGML_ASSERT on a bad file does); with ``:exit``,
+    exit with status 1 (the process itself failing, as a broken install would)."""
     place, _, when = INJECTED_FAULT.partition(":")
+    if place == where and when == "exit":
+        log.warning("injecting an exit (HEARTH_INJECT_CPU_FAULT)")
+        logging.shutdown()
+        os._exit(1)
     if place == where and when == "abort":
         log.warning("injecting an abort (HEARTH_INJECT_CPU_FAULT)")
         logging.shutdown()

@@ -70,6 +70,16 @@ CRASHED_SWITCHING = (
 _ENDED_FROM_OUTSIDE = (
     {-int(signal.SIGKILL), -int(signal.SIGTERM)} if hasattr(signal, "SIGKILL") else set()
 )
+
+
+def _native_crash(exitcode: int | None) -> bool:
+    """Whether the engine process died in native code: a signal other than a kill from outside
+    (SIGABRT from a GGML_ASSERT, SIGSEGV…) or a Windows exception status."""
+    if exitcode is None or exitcode in _ENDED_FROM_OUTSIDE:
+        return False
+    return exitcode < 0 or (exitcode & 0xFFFFFFFF) >= 0xC0000000
+
+
 ABANDON_SECONDS = 5  # how long a reply nobody reads may take to stop before its process is ended
 
 
@@ -296,7 +306,20 @@ class ProcessEngine:
             self._last_load = (path, params)
             return info
         except _EngineDied as died:
-            if not is_cpu_fault(died.exitcode) and died.exitcode not in _ENDED_FROM_OUTSIDE:
+            if not _native_crash(died.exitcode):
+                # Python's own failure in the child (exit 1: it could not start, say), or a kill
+                # from outside: not the file's fault, nothing to remember about it.
+                killed = died.exitcode in _ENDED_FROM_OUTSIDE
+                raise EngineError(
+                    f"The engine process was ended while loading {Path(path).name}"
+                    + (
+                        " (killed: out of memory?)."
+                        if killed
+                        else f" (exit code {died.exitcode}); "
+                    )
+                    + ("" if killed else "see engine.log in Hearth's log folder.")
+                ) from None
+            if not is_cpu_fault(died.exitcode):
                 self._reload_after_crash = False  # the same file would crash it again
                 message = (
                     f"llama.cpp crashed while loading {Path(path).name} (exit code "

@@ -309,3 +309,25 @@ def test_a_file_that_aborts_llama_cpp_is_not_loaded_again_until_it_changes(
         assert {m.name: m for m in ctx.library.scan()}["bad"].usable
     finally:
         engine.close()
+
+
+def test_an_engine_process_that_exits_while_loading_does_not_blame_the_file(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit status 1 is Python failing in the child (a broken install, a script without a main
+    guard re-run by multiprocessing): the model was marked as crashing llama.cpp for good."""
+    from app.engine.crashed_models import CrashedModels
+
+    record = CrashedModels(tmp_path / "crashed.json")
+    memory = SafeModeMemory(tmp_path / "safe.json")
+    inject(monkeypatch, "load:exit")
+    engine = ProcessEngine(safe_mode=memory, crashed=record)
+    try:
+        with pytest.raises(EngineError, match=r"ended while loading .*exit code 1.*engine\.log"):
+            engine.load(str(tiny_model), PARAMS)
+        assert record.reason(str(tiny_model)) is None
+        assert not memory.needed()
+        monkeypatch.delenv("HEARTH_INJECT_CPU_FAULT")
+        assert engine.load(str(tiny_model), PARAMS).path == str(tiny_model)
+    finally:
+        engine.close()

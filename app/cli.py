@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None, open_window: Callable[[], int] | Non
     ``hearth`` command) passes it in."""
     import multiprocessing
 
+    from app.settings import SettingsNotSaved
+
     multiprocessing.freeze_support()  # frozen bundles start the engine process through main()
     args = _parser().parse_args(argv)
     if args.command in (None, "gui"):
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None, open_window: Callable[[], int] | Non
         code = _run(args)
         sys.stdout.flush()  # a full disk or a dead pipe shows here, not as a silent exit
         return code
-    except CliError as e:
+    except (CliError, SettingsNotSaved) as e:
         print(f"hearth: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -364,7 +366,7 @@ def _chats(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     from app.chats.history import engine_messages, opening_messages
-    from app.chats.store import Conversation
+    from app.chats.store import ChatStoreError, Conversation
     from app.chats.turn import Turn
     from app.engine.local import local_engine
     from app.engine.types import EngineError
@@ -411,14 +413,17 @@ def _chat(args: argparse.Namespace) -> int:
 
     def turn(text: str) -> None:
         nonlocal conversation
-        started = Turn.start(
-            store,
-            conversation,
-            text,
-            model_path=model_path,
-            model_name=model_name,
-            system_prompt=system,
-        )
+        try:
+            started = Turn.start(
+                store,
+                conversation,
+                text,
+                model_path=model_path,
+                model_name=model_name,
+                system_prompt=system,
+            )
+        except ChatStoreError as e:  # a full disk: nothing half-saved, the chat does not start
+            raise CliError(str(e)) from None
         conversation = started.conversation
         _stream_reply(engine, started, sampling, sys.stdout)
 
@@ -505,3 +510,5 @@ def _stream_reply(engine: Engine, turn: Turn, sampling: Sampling, out: TextIO) -
     out.write("\n")
     if reply.stats.notice:
         print(f"note: {reply.stats.notice}", file=sys.stderr)
+    if turn.save_error:  # shown whole, not saved whole
+        raise CliError(turn.save_error)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from app.engine.types import LoadParams
 from app.hub import set_offline
 from app.library import LibraryEntry, ModelLibrary
 from app.paths import Paths, get_paths
-from app.settings import Settings, load_settings, save_settings
+from app.settings import Settings, SettingsNotSaved, load_settings, save_settings
 
 
 @dataclass
@@ -16,6 +17,8 @@ class AppContext:
     paths: Paths
     settings: Settings
     library: ModelLibrary
+    # Where a failed save is told (the window shows it); without one, save_settings raises.
+    on_save_error: Callable[[str], None] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls) -> AppContext:
@@ -28,8 +31,19 @@ class AppContext:
         return ctx
 
     def save_settings(self) -> None:
+        """Write the settings; on a full disk (or a read-only folder) the file keeps its last
+        good content, the settings apply until Hearth quits, and the user is told."""
         set_offline(self.settings.offline)
-        save_settings(self.settings, self.paths.settings_file)
+        try:
+            save_settings(self.settings, self.paths.settings_file)
+        except OSError as e:
+            message = (
+                f"The settings could not be saved ({e.strerror or e}); they apply until Hearth "
+                "quits."
+            )
+            if self.on_save_error is None:
+                raise SettingsNotSaved(message) from None
+            self.on_save_error(message)
 
     def load_params(self) -> LoadParams:
         s = self.settings

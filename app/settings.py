@@ -161,6 +161,10 @@ def _coerce(cls: type[Any], raw: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+class SettingsNotSaved(Exception):
+    """The settings file could not be written; ``str(e)`` is for the user."""
+
+
 def load_settings(path: Path) -> Settings:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.chats.history import engine_messages, opening_messages
-from app.chats.store import ChatStore, Conversation, Message
+from app.chats.store import ChatStore, ChatStoreError, Conversation, Message
 from app.chats.turn import Turn
 from app.context import AppContext
 from app.engine.routing import parse_remote_path
@@ -242,7 +243,8 @@ class ChatPage(QWidget):
         self.ctx.settings.last_model = path
         self.ctx.save_settings()
         if self.conversation is not None:
-            self.store.update_conversation(self.conversation.id, model=path)
+            with contextlib.suppress(ChatStoreError):  # the chat keeps its old model, that is all
+                self.store.update_conversation(self.conversation.id, model=path)
         self._update_empty_text()
         self.load_current_model()
 
@@ -380,15 +382,19 @@ class ChatPage(QWidget):
             )
             return
         self._send_when_ready = False
+        try:
+            turn = Turn.start(
+                self.store,
+                self.conversation,
+                text,
+                model_path=path,
+                model_name=self.current_model_name(),
+                system_prompt=self.ctx.settings.default_system_prompt,
+            )
+        except ChatStoreError as e:  # a full disk: the message stays in the box, unsent
+            self.status.setText(f"<span style='color:#d04040'>{html.escape(str(e))}</span>")
+            return
         self.input.clear()
-        turn = Turn.start(
-            self.store,
-            self.conversation,
-            text,
-            model_path=path,
-            model_name=self.current_model_name(),
-            system_prompt=self.ctx.settings.default_system_prompt,
-        )
         self.conversation = turn.conversation
         if turn.created:
             self.conversation_created.emit(turn.conversation.id)
@@ -481,13 +487,16 @@ class ChatPage(QWidget):
         assert s is not None
         turn = s.turn
         row = self._stream_row()
-        if row >= 0:
-            self.messages.update(
-                row,
-                status=turn.status,
-                error=turn.error,
-                stats=turn.stats.to_json() if turn.stats else {},
+        stats = turn.stats.to_json() if turn.stats else {}
+        if turn.save_error:  # shown whole, not saved whole: its footer says so
+            stats["notice"] = " ".join(
+                x for x in (stats.get("notice", ""), f"Not saved: {turn.save_error}") if x
             )
+            self.status.setText(
+                f"<span style='color:#d04040'>{html.escape(turn.save_error)}</span>"
+            )
+        if row >= 0:
+            self.messages.update(row, status=turn.status, error=turn.error, stats=stats)
         self._stream = None
         self.conversation_changed.emit(s.conversation_id)
 

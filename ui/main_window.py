@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import connections
-from app.chats.store import ChatStore
+from app.chats.store import ChatStore, ChatStoreError
 from app.context import AppContext
 from app.downloads import DownloadManager, JobView, State
 from app.hub import RemoteModel
@@ -60,6 +60,8 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.ctx = ctx
+        ctx.on_save_error = self._settings_not_saved
+        self._said_not_saved = ""
         self.store = store
         self.engine = engine
         self.server = server  # the API server on the window's engine (Settings → Local server)
@@ -222,6 +224,14 @@ class MainWindow(QMainWindow):
         self.downloads.finished.connect(self._on_download_finished)
         engine.model_load_failed.connect(self._on_model_load_failed)
 
+    def _settings_not_saved(self, message: str) -> None:
+        """Once per kind of failure: a full disk must not bring a dialog at every keystroke."""
+        log.error("%s", message)
+        if message != self._said_not_saved:
+            self._said_not_saved = message
+            box = QMessageBox(QMessageBox.Icon.Warning, "Settings not saved", message, parent=self)
+            box.open()  # not modal to the app: settings keep working
+
     @Slot()
     def refresh_remote_models(self) -> None:
         """Ask each connection for its models, in the background; the chat's picker lists them."""
@@ -309,14 +319,21 @@ class MainWindow(QMainWindow):
                 self.delete_conversation(conversation_id)
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        self.store.update_conversation(conversation_id, title=title)
+        try:
+            self.store.update_conversation(conversation_id, title=title)
+        except ChatStoreError as e:
+            QMessageBox.warning(self, "Rename chat", str(e))
         self.reload_conversations()
 
     def delete_conversation(self, conversation_id: int) -> None:
         current = self.chat_page.conversation
         if current and current.id == conversation_id and self.engine.generating:
             self.engine.stop()
-        self.store.delete_conversation(conversation_id)
+        try:
+            self.store.delete_conversation(conversation_id)
+        except ChatStoreError as e:
+            QMessageBox.warning(self, "Delete chat", str(e))
+            return
         if current and current.id == conversation_id:
             self.chat_page.open_conversation(None)
         self.reload_conversations()

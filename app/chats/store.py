@@ -8,13 +8,14 @@ Every message records its parent, so edits and regenerations can become branches
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from app.chats.writers import this_writer, writer_alive
 
@@ -87,6 +88,28 @@ class ChatStoreError(Exception):
     """The chat database cannot be used; ``str(e)`` is meant for the user."""
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _saving(method: _Method) -> _Method:
+    """A write to the database, whose failure (a full disk, a read-only or vanished file) is a
+    ChatStoreError saying so; what was saved before stays as it was (SQLite's transactions)."""
+
+    @functools.wraps(method)
+    def write(self: ChatStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            if "full" in str(e):
+                raise ChatStoreError(
+                    "The disk is full: the chat could not be saved. Free some space; what was "
+                    "saved before is kept."
+                ) from None
+            raise ChatStoreError(f"The chat could not be saved ({e}).") from None
+
+    return cast(_Method, write)
+
+
 class ChatStore:
     """The chat database; one instance per thread (SQLite connections are not shared)."""
 
@@ -157,6 +180,7 @@ class ChatStore:
 
     # conversations
 
+    @_saving
     def create_conversation(
         self,
         title: str = "New chat",
@@ -184,6 +208,7 @@ class ChatStore:
         ).fetchone()
         return _conversation(row) if row else None
 
+    @_saving
     def update_conversation(self, conversation_id: int, **changes: Any) -> None:
         allowed = {"title", "model", "system_prompt", "sampling"}
         unknown = set(changes) - allowed
@@ -197,6 +222,7 @@ class ChatStore:
             (*changes.values(), time.time(), conversation_id),
         )
 
+    @_saving
     def delete_conversation(self, conversation_id: int) -> None:
         self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
@@ -212,6 +238,7 @@ class ChatStore:
         row = self._db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
         return _message(row) if row else None
 
+    @_saving
     def add_message(
         self,
         conversation_id: int,
@@ -248,6 +275,7 @@ class ChatStore:
             cur.lastrowid, conversation_id, parent, role, content, status, None, model, {}, now
         )
 
+    @_saving
     def update_message(
         self,
         message_id: int,
@@ -274,6 +302,7 @@ class ChatStore:
             f"UPDATE messages SET {sets} WHERE id = ?", (*changes.values(), message_id)
         )
 
+    @_saving
     def delete_messages_from(self, message_id: int) -> None:
         """Delete a message and every later one in its conversation."""
         row = self._db.execute(

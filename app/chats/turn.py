@@ -9,10 +9,11 @@ ends it once: finished with its stats, stopped, or failed with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from app.chats.history import engine_messages, reply_status, title_from
-from app.chats.store import ChatStore, Conversation, Message, Status
+from app.chats.store import ChatStore, ChatStoreError, Conversation, Message, Status
 from app.engine.types import ChatMessage, GenerationStats
 
 SAVE_INTERVAL = 1.0
@@ -38,6 +39,7 @@ class Turn:
         self.stats: GenerationStats | None = None
         self.error: str | None = None
         self._parts: list[str] = []
+        self.save_error = ""  # why the reply as shown is not all saved ("" when it is)
         self._dirty = False
         self._saved_at = time.monotonic()
 
@@ -59,9 +61,18 @@ class Turn:
             conversation = store.create_conversation(
                 title=title_from(text), model=model_path, system_prompt=system_prompt
             )
-        user = store.add_message(conversation.id, "user", text)
-        history = engine_messages(conversation, store.messages(conversation.id))
-        reply = store.add_message(conversation.id, "assistant", "", "streaming", model_name)
+        user: Message | None = None
+        try:
+            user = store.add_message(conversation.id, "user", text)
+            history = engine_messages(conversation, store.messages(conversation.id))
+            reply = store.add_message(conversation.id, "assistant", "", "streaming", model_name)
+        except ChatStoreError:  # a full disk, say: no half-saved turn or empty chat is left
+            with contextlib.suppress(ChatStoreError):
+                if created:
+                    store.delete_conversation(conversation.id)
+                elif user is not None:
+                    store.delete_messages_from(user.id)
+            raise
         return cls(store, conversation, user, reply, history, created)
 
     @property
@@ -80,10 +91,17 @@ class Turn:
             self.save()
 
     def save(self) -> None:
-        """Save the text so far, if anything came since the last save."""
+        """Save the text so far, if anything came since the last save. When the store cannot
+        (a full disk), the text stays here, ``save_error`` says why, and the next save tries
+        again: the reply goes on streaming."""
         if self._dirty and not self.ended:
-            self.store.update_message(self.reply.id, content=self.text)
-            self._dirty = False
+            try:
+                self.store.update_message(self.reply.id, content=self.text)
+            except ChatStoreError as e:
+                self.save_error = str(e)
+            else:
+                self._dirty = False
+                self.save_error = ""
         self._saved_at = time.monotonic()
 
     def finish(self, stats: GenerationStats) -> Status:
@@ -101,13 +119,18 @@ class Turn:
         if self.ended:
             return self.status
         self.status, self.stats, self.error = status, stats, error
-        self.store.update_message(
-            self.reply.id,
-            content=self.text,
-            status=status,
-            error=error,
-            stats=stats.to_json() if stats else {},
-        )
+        try:
+            self.store.update_message(
+                self.reply.id,
+                content=self.text,
+                status=status,
+                error=error,
+                stats=stats.to_json() if stats else {},
+            )
+        except ChatStoreError as e:  # shown whole all the same; its front end says it is unsaved
+            self.save_error = str(e)
+        else:
+            self.save_error = ""
         self._dirty = False
         return status
 

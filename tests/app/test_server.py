@@ -27,6 +27,7 @@ from app.engine.types import EngineError, LoadParams
 from app.library import LibraryEntry
 from app.model_file import read_model_file
 from app.server.host import ModelHost, model_ids
+from app.server.openai_api import read_chat
 from app.server.run import ApiServer, ServerError, ServerOptions
 from app.server.saving import SavedRequests
 from app.settings import Sampling
@@ -459,3 +460,25 @@ def test_hearth_as_the_remote_engine_of_hearth(hearth_serve: str) -> None:
     engine.close()
     with pytest.raises(EngineError, match=r"refused the API key|asks for an API key"):
         RemoteEngine(hearth_serve, name="Desktop").models()
+
+
+def test_a_model_no_request_used_for_the_idle_time_is_unloaded(tiny_model: Path) -> None:
+    fake = FakeEngine()
+    entry = LibraryEntry(tiny_model, "file", read_model_file(tiny_model))
+    host = ModelHost(SharedEngine(fake).seat("api"), lambda: [entry], LoadParams, idle_seconds=0.5)
+    try:
+        request = read_chat(
+            {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}]}, Sampling(), 64
+        )
+        assert list(host.reply(request, threading.Event()))[-1].generated_tokens == 7  # type: ignore[union-attr]
+        assert fake.loaded is not None
+        deadline = time.monotonic() + 5
+        while fake.loaded is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert fake.loaded is None
+        assert host.seat.loaded is None
+        # The next request loads it again.
+        list(host.reply(request, threading.Event()))
+        assert fake.loads == [str(tiny_model), str(tiny_model)]
+    finally:
+        host.close()

@@ -1,0 +1,156 @@
+"""A full disk under the chat store and the settings: a clear message, nothing half-saved,
+nothing earlier lost, and saving resumes once there is room again.
+
+The chat store is filled with SQLite's own limit on the database's pages (it then fails with
+SQLITE_FULL, the error a full disk gives); the settings on a real full volume (a tiny tmpfs)
+where the test may mount one, else with ENOSPC injected into the write."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.chats import store as store_module
+from app.chats.store import ChatStore
+from app.chats.turn import Turn
+from app.cli import main
+from app.context import AppContext
+from app.settings import SettingsNotSaved
+
+Fill = Callable[[ChatStore | None], None]
+
+
+@pytest.fixture
+def fill_disk(monkeypatch: pytest.MonkeyPatch) -> Fill:
+    """Make the chat database full: a store given, now; otherwise every store opened later."""
+
+    def full(db: sqlite3.Connection) -> None:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")
+
+    def fill(store: ChatStore | None) -> None:
+        if store is not None:
+            full(store._db)
+            return
+        connect = sqlite3.connect
+
+        def connect_full(*args: object, **kwargs: object) -> sqlite3.Connection:
+            db = connect(*args, **kwargs)  # type: ignore[arg-type]
+            full(db)
+            return db
+
+        monkeypatch.setattr(store_module.sqlite3, "connect", connect_full)
+
+    return fill
+
+
+def _seeded() -> tuple[Path, list[tuple[object, ...]]]:
+    db = AppContext.open().paths.chats_db
+    store = ChatStore(db)
+    c = store.create_conversation(title="kept")
+    store.add_message(c.id, "user", "an earlier question")
+    store.add_message(c.id, "assistant", "an earlier answer")
+    store.close()
+    return db, _rows(db)
+
+
+def _rows(db: Path) -> list[tuple[object, ...]]:
+    raw = sqlite3.connect(db)
+    try:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return raw.execute("SELECT * FROM messages ORDER BY id").fetchall()
+    finally:
+        raw.close()
+
+
+def test_a_chat_on_a_full_disk_is_one_line_and_saves_nothing_half(
+    tiny_model: Path, fill_disk: Fill, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, before = _seeded()
+    fill_disk(None)
+    code = main(["chat", "-m", str(tiny_model), "--max-tokens", "4", "x" * 20_000])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == (
+        "hearth: The disk is full: the chat could not be saved. Free some space; what was saved "
+        "before is kept.\n"
+    )
+    assert _rows(db) == before
+    store = ChatStore(db)
+    assert [c.title for c in store.conversations()] == ["kept"]  # no empty chat left
+    store.close()
+
+
+def test_a_reply_goes_on_when_the_disk_fills_and_is_saved_once_there_is_room(
+    fill_disk: Fill,
+) -> None:
+    db, before = _seeded()
+    store = ChatStore(db)
+    turn = Turn.start(store, None, "hello", model_path="m", model_name="M", system_prompt="")
+    fill_disk(store)
+    turn.record("x" * 200_000)
+    turn.save()
+    assert "disk is full" in turn.save_error
+    assert turn.text == "x" * 200_000  # kept here, shown, still streaming
+    store._db.execute("PRAGMA max_page_count = 1073741823")  # room again
+    turn.record(" and more")
+    turn.save()
+    assert turn.save_error == ""
+    turn.stop()
+    saved = store.messages(turn.conversation.id)[-1]
+    assert saved.content == "x" * 200_000 + " and more"
+    assert saved.status == "interrupted"
+    store.close()
+    assert _rows(db)[: len(before)] == before
+
+
+@pytest.fixture
+def tiny_volume(tmp_path: Path) -> Iterator[Path | None]:
+    """A 64 KiB tmpfs (None where mounting is not allowed)."""
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    yield mount if made.returncode == 0 else None
+    if made.returncode == 0:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_settings_on_a_full_disk_keep_the_last_good_file(
+    tiny_volume: Path | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if tiny_volume is not None:
+        monkeypatch.setenv("HEARTH_HOME", str(tiny_volume / "home"))
+    ctx = AppContext.open()
+    ctx.settings.threads = 3
+    ctx.save_settings()
+    good = ctx.paths.settings_file.read_text()
+    if tiny_volume is not None:
+        with contextlib.suppress(OSError), (tiny_volume / "filler").open("wb") as filler:
+            while True:  # until the volume is full
+                filler.write(b"\0" * 4096)
+                filler.flush()
+    else:
+
+        def no_space(*_args: object, **_kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr("app.fileio.os.fsync", no_space)
+    ctx.settings.default_system_prompt = "a long prompt " * 20_000
+    with pytest.raises(SettingsNotSaved, match=r"could not be saved.*apply until Hearth quits"):
+        ctx.save_settings()
+    assert ctx.paths.settings_file.read_text() == good  # never half-written
+    assert not [p for p in ctx.paths.settings_file.parent.iterdir() if p.name.endswith(".tmp")]
+    told: list[str] = []
+    ctx.on_save_error = told.append  # the window's way: told, not raised
+    ctx.save_settings()
+    assert told
+    assert "could not be saved" in told[0]

@@ -23,6 +23,7 @@ from app.chats.turn import Turn
 from app.cli import main
 from app.context import AppContext
 from app.settings import SettingsNotSaved
+from tests.chat_db import rows, seed
 
 Fill = Callable[[ChatStore | None], None]
 
@@ -53,21 +54,8 @@ def fill_disk(monkeypatch: pytest.MonkeyPatch) -> Fill:
 
 def _seeded() -> tuple[Path, list[tuple[object, ...]]]:
     db = AppContext.open().paths.chats_db
-    store = ChatStore(db)
-    c = store.create_conversation(title="kept")
-    store.add_message(c.id, "user", "an earlier question")
-    store.add_message(c.id, "assistant", "an earlier answer")
-    store.close()
-    return db, _rows(db)
-
-
-def _rows(db: Path) -> list[tuple[object, ...]]:
-    raw = sqlite3.connect(db)
-    try:
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return raw.execute("SELECT * FROM messages ORDER BY id").fetchall()
-    finally:
-        raw.close()
+    seed(db)
+    return db, rows(db)
 
 
 def test_a_chat_on_a_full_disk_is_one_line_and_saves_nothing_half(
@@ -82,7 +70,7 @@ def test_a_chat_on_a_full_disk_is_one_line_and_saves_nothing_half(
         "hearth: The disk is full: the chat could not be saved. Free some space; what was saved "
         "before is kept.\n"
     )
-    assert _rows(db) == before
+    assert rows(db) == before
     store = ChatStore(db)
     assert [c.title for c in store.conversations()] == ["kept"]  # no empty chat left
     store.close()
@@ -108,7 +96,7 @@ def test_a_reply_goes_on_when_the_disk_fills_and_is_saved_once_there_is_room(
     assert saved.content == "x" * 200_000 + " and more"
     assert saved.status == "interrupted"
     store.close()
-    assert _rows(db)[: len(before)] == before
+    assert rows(db)[: len(before)] == before
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import hashlib
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from app.chats.store import ChatStore
 from app.context import AppContext
+from tests.chat_db import rows, seed
 from tests.cli_process import ROOT, hearth
 from tests.fake_hub import FakeHub
 
@@ -26,24 +26,11 @@ KILLS_MID_REPLY = 20
 KILLS_MID_DOWNLOAD = 10
 
 
-def _snapshot(db: Path) -> list[tuple[object, ...]]:
-    raw = sqlite3.connect(db)
-    try:
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return raw.execute("SELECT id, role, content, status FROM messages ORDER BY id").fetchall()
-    finally:
-        raw.close()
-
-
 @pytest.mark.slow
 def test_kills_mid_reply_in_the_cli_lose_nothing(starter_model: Path) -> None:
     db = AppContext.open().paths.chats_db
-    store = ChatStore(db)
-    earlier = store.create_conversation(title="kept")
-    store.add_message(earlier.id, "user", "an earlier question")
-    store.add_message(earlier.id, "assistant", "an earlier answer")
-    store.close()
-    before = _snapshot(db)
+    seed(db)
+    before = rows(db)
     rng = random.Random(7)
     for n in range(KILLS_MID_REPLY):
         chat = subprocess.Popen(
@@ -70,7 +57,7 @@ def test_kills_mid_reply_in_the_cli_lose_nothing(starter_model: Path) -> None:
         os.kill(chat.pid, signal.SIGKILL)
         chat.wait()
         chat.stdout.close()
-        now = _snapshot(db)
+        now = rows(db)
         assert now[: len(before)] == before  # nothing earlier changed
         store = ChatStore(db)  # any later reader: the dead writer's reply is interrupted
         [conversation] = [c for c in store.conversations() if c.title == f"tell a story {n}"]
@@ -78,7 +65,7 @@ def test_kills_mid_reply_in_the_cli_lose_nothing(starter_model: Path) -> None:
         store.close()
         assert user.content == f"tell a story {n}"
         assert reply.status == "interrupted"
-        before = _snapshot(db)
+        before = rows(db)
     exported = hearth("chats", "export", "--format", "md")
     assert exported.returncode == 0
     assert exported.stdout.count("# tell a story") == KILLS_MID_REPLY

@@ -410,7 +410,11 @@ def test_serve_real_model_stop_strings_and_seed(hearth_serve: str) -> None:
 def test_serve_real_model_json_schema(hearth_serve: str) -> None:
     schema = {
         "type": "object",
-        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        # Bounded, so that the grammar itself brings the object to its end within the limit.
+        "properties": {
+            "name": {"type": "string", "maxLength": 24},
+            "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        },
         "required": ["name", "age"],
         "additionalProperties": False,
     }
@@ -418,19 +422,22 @@ def test_serve_real_model_json_schema(hearth_serve: str) -> None:
     reply = api.chat.completions.create(
         model=STARTER,
         messages=[{"role": "user", "content": "Describe a person as JSON."}],
-        max_tokens=80,
+        max_tokens=120,
         response_format={
             "type": "json_schema",
             "json_schema": {"name": "person", "schema": schema},
         },
     )
+    assert reply.choices[0].finish_reason == "stop"  # the grammar ended it, not the limit
     jsonschema.validate(json.loads(reply.choices[0].message.content or ""), schema)
     anything = api.chat.completions.create(
         model=STARTER,
         messages=[{"role": "user", "content": "A JSON list of two fruits."}],
-        max_tokens=60,
+        max_tokens=200,
+        temperature=0,
         response_format={"type": "json_object"},
     )
+    assert anything.choices[0].finish_reason == "stop"
     json.loads(anything.choices[0].message.content or "")
 
 
@@ -482,3 +489,51 @@ def test_a_model_no_request_used_for_the_idle_time_is_unloaded(tiny_model: Path)
         assert fake.loads == [str(tiny_model), str(tiny_model)]
     finally:
         host.close()
+
+
+@pytest.mark.slow
+def test_serve_real_model_two_clients_and_one_that_leaves(hearth_serve: str) -> None:
+    """With the starter model: two clients at once are both answered (in turn), and a client
+    that disconnects mid-stream frees the engine for the next request within a second."""
+    answers: dict[int, str] = {}
+
+    def ask(n: int) -> None:
+        api = client(hearth_serve, key="k3y")
+        reply = api.chat.completions.create(
+            model=STARTER,
+            messages=[{"role": "user", "content": f"Say a word about the number {n}."}],
+            max_tokens=24,
+        )
+        answers[n] = reply.choices[0].message.content or ""
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(answers) == [0, 1]
+    assert all(text.strip() for text in answers.values())
+
+    api = client(hearth_serve, key="k3y")
+    stream = api.chat.completions.create(
+        model=STARTER,
+        messages=[{"role": "user", "content": "Tell me a very long story about a dragon."}],
+        max_tokens=2000,
+        stream=True,
+    )
+    for n, _ in enumerate(stream):
+        if n == 5:
+            break
+    stream.close()  # the client leaves mid-reply
+    started = time.monotonic()
+    first = None
+    for chunk in api.chat.completions.create(
+        model=STARTER,
+        messages=HELLO,
+        max_tokens=4,
+        stream=True,  # type: ignore[arg-type]
+    ):
+        if chunk.choices and chunk.choices[0].delta.content and first is None:
+            first = time.monotonic() - started
+    assert first is not None
+    assert first < 1.0  # not queued behind the abandoned 2,000-token story

@@ -17,6 +17,7 @@ import pytest
 
 from app.chats.store import ChatStore
 from app.context import AppContext
+from tests.chat_db import rows, seed
 from tests.cli_process import ROOT
 
 KILLS = 20
@@ -37,15 +38,6 @@ MainWindow.show = show
 if __name__ == "__main__":
     sys.exit(application.run([]))
 """
-
-
-def _rows(db: Path) -> list[tuple[object, ...]]:
-    raw = sqlite3.connect(db)
-    try:
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return raw.execute("SELECT id, role, content, status FROM messages ORDER BY id").fetchall()
-    finally:
-        raw.close()
 
 
 def _running(pid: int) -> bool:
@@ -77,12 +69,8 @@ def test_kills_of_the_window_mid_reply_lose_nothing(tmp_path: Path, hearth_home:
     script = tmp_path / "run_app.py"
     script.write_text(SCRIPT)
     db = AppContext.open().paths.chats_db
-    store = ChatStore(db)
-    earlier = store.create_conversation(title="kept")
-    store.add_message(earlier.id, "user", "an earlier question")
-    store.add_message(earlier.id, "assistant", "an earlier answer")
-    store.close()
-    before = _rows(db)
+    seed(db)
+    before = rows(db)
     rng = random.Random(5)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
     engines: list[int] = []
@@ -105,7 +93,7 @@ def test_kills_of_the_window_mid_reply_lose_nothing(tmp_path: Path, hearth_home:
             engines += [int(pid) for pid in task.read_text().split()]
         window.send_signal(signal.SIGKILL)
         window.wait()
-        now = _rows(db)
+        now = rows(db)
         assert now[: len(before)] == before  # nothing earlier changed
         store = ChatStore(db)  # the next reader marks the dead window's reply
         [conversation] = [c for c in store.conversations() if c.title == message]
@@ -113,7 +101,7 @@ def test_kills_of_the_window_mid_reply_lose_nothing(tmp_path: Path, hearth_home:
         store.close()
         assert user.content == message
         assert reply.status == "interrupted"
-        before = _rows(db)
+        before = rows(db)
     assert len(engines) >= KILLS  # each window had its engine process when it was killed
     deadline = time.monotonic() + 10
     alive = engines

@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--seed", type=int)
     chat.add_argument(
+        "--print-prompt",
+        action="store_true",
+        help="print the text the model would read for PROMPT (its chat template applied) and "
+        "which template made it, then exit without generating or saving",
+    )
+    chat.add_argument(
         "--remote", metavar="URL", help="use -m MODEL on an OpenAI-compatible server at URL"
     )
     chat.add_argument("--api-key", help="the server's API key (or set HEARTH_REMOTE_API_KEY)")
@@ -389,6 +395,8 @@ def _chat(args: argparse.Namespace) -> int:
     if args.seed is not None:
         sampling.seed = args.seed
 
+    if args.print_prompt:
+        return _print_prompt(args, ctx, remote, model)
     store = _open_store(ctx)  # before the model loads: a chat that cannot be saved does not start
     # As in the window, llama.cpp runs on the main thread of its own process: faster there, and
     # a native crash ends that process with a message instead of this one with a core dump.
@@ -453,6 +461,42 @@ def _chat(args: argparse.Namespace) -> int:
     finally:
         engine.close()
         store.close()
+
+
+def _print_prompt(
+    args: argparse.Namespace,
+    ctx: AppContext,
+    remote: RemoteEngine | None,
+    model: LibraryEntry | None,
+) -> int:
+    """``hearth chat --print-prompt``: the exact text the model would read, and nothing saved."""
+    from app.chats.history import opening_messages
+    from app.engine.local import local_engine
+    from app.engine.templates import template_said
+    from app.engine.types import ChatMessage, EngineError
+
+    if args.prompt is None:
+        raise CliError('--print-prompt needs the message: hearth chat --print-prompt "Hi"')
+    system = args.system if args.system is not None else ctx.settings.default_system_prompt
+    messages: list[ChatMessage] = [
+        *opening_messages(system),
+        {"role": "user", "content": args.prompt},
+    ]
+    engine: Engine = remote or local_engine(ctx.paths)
+    try:
+        loaded = engine.load(str(model.path) if model else args.model or "", ctx.load_params())
+        text = engine.format_prompt(messages)
+    except EngineError as e:
+        raise CliError(str(e)) from None
+    finally:
+        engine.close()
+    sys.stdout.write(for_terminal(text, sys.stdout))  # a template is code from the internet
+    if not text.endswith("\n"):
+        sys.stdout.write("\n")
+    print(f"template: {template_said(loaded)}", file=sys.stderr)
+    if loaded.notice:
+        print(f"note: {loaded.notice}", file=sys.stderr)
+    return 0
 
 
 def _library_model(ctx: AppContext, name: str | None) -> LibraryEntry:

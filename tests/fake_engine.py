@@ -50,6 +50,12 @@ class FakeEngine:
     def unload(self) -> None:
         self._loaded = None
 
+    def format_prompt(self, messages: list[ChatMessage]) -> str:
+        if self._loaded is None:
+            raise EngineError("No model is loaded.")
+        turns = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages)
+        return turns + "<assistant>"
+
     def prepare(self, messages: list[ChatMessage]) -> None:
         self.prepared.append(list(messages))
 

@@ -131,6 +131,9 @@ class ChatPage(QWidget):
         top.addWidget(self.status, 1)
 
         self.view = ChatView(self.messages)
+        self.view.prompt_requested.connect(self.view_prompt)
+        self._loaded_info: LoadedModel | None = None
+        self._prompt_dropped = 0
         self.input = MessageInput()
         self.input.submitted.connect(self.send)
         self.send_button = QPushButton("Send")
@@ -170,6 +173,8 @@ class ChatPage(QWidget):
         engine.reply_finished.connect(self._on_finished)
         engine.reply_failed.connect(self._on_failed)
         engine.busy_changed.connect(self._on_busy)
+        engine.prompt_ready.connect(self._show_prompt)
+        engine.prompt_failed.connect(self._prompt_failed)
         self._update_empty_text()
 
     # models
@@ -260,6 +265,7 @@ class ChatPage(QWidget):
 
     @Slot(LoadedModel)
     def _on_loaded(self, info: LoadedModel) -> None:
+        self._loaded_info = info
         remote = parse_remote_path(info.path)
         if remote:
             text = f"Ready · on {html.escape(remote[0])} (Settings → Connections)"
@@ -405,6 +411,32 @@ class ChatPage(QWidget):
         self.engine.load(path, self.ctx.load_params())
         self.engine.generate(turn.history, self.ctx.settings.sampling)
         self._flush_timer.start()
+
+    @Slot(int)
+    def view_prompt(self, message_id: int) -> None:
+        """Show the text the model read for the reply ``message_id``: the conversation before
+        it, through the loaded model's chat template (asked of the engine, off this thread)."""
+        if self.conversation is None:
+            return
+        saved = self.store.messages(self.conversation.id)
+        at = next((i for i, m in enumerate(saved) if m.id == message_id), -1)
+        if at < 0:
+            return
+        self._prompt_dropped = int(saved[at].stats.get("messages_dropped", 0) or 0)
+        self.engine.format_prompt(engine_messages(self.conversation, saved[:at]))
+
+    @Slot(str)
+    def _show_prompt(self, text: str) -> None:
+        from ui.prompt_dialog import PromptDialog  # jinja2 and the template wording: on demand
+
+        self.prompt_dialog = PromptDialog(text, self._loaded_info, self._prompt_dropped, self)
+        self.prompt_dialog.open()
+
+    @Slot(str)
+    def _prompt_failed(self, message: str) -> None:
+        self.status.setText(
+            f"<span style='color:#d04040'>No prompt to show: {html.escape(message)}</span>"
+        )
 
     @Slot()
     def stop(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
+from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
@@ -72,6 +72,8 @@ class MessageText(QTextBrowser):
 
 
 class MessageWidget(QFrame):
+    prompt_requested = Signal(int)  # message id: show the prompt this reply was made from
+
     def __init__(
         self, role: str, renderer: MarkdownRenderer, parent: QWidget | None = None
     ) -> None:
@@ -97,10 +99,18 @@ class MessageWidget(QFrame):
         self.copy_button.setAutoRaise(True)
         self.copy_button.clicked.connect(self.copy_to_clipboard)
         self.copy_button.hide()
+        self.message_id = 0
+        self.prompt_button = QToolButton()
+        self.prompt_button.setText("Prompt")
+        self.prompt_button.setToolTip("View the text the model read for this reply")
+        self.prompt_button.setAutoRaise(True)
+        self.prompt_button.clicked.connect(lambda: self.prompt_requested.emit(self.message_id))
+        self.prompt_button.hide()
         header_row = QHBoxLayout()
         header_row.setContentsMargins(0, 0, 0, 0)
         header_row.addWidget(self.header)
         header_row.addStretch(1)
+        header_row.addWidget(self.prompt_button)
         header_row.addWidget(self.copy_button)
         self.text = MessageText()
         self.text.setAccessibleName("Your message" if role == "user" else "Assistant reply")
@@ -123,6 +133,7 @@ class MessageWidget(QFrame):
             return
         self._source = content
         self.copy_button.setVisible(bool(content))
+        self.prompt_button.setVisible(bool(content) and not streaming)
         if not content.startswith(self._frozen_source):
             self._unfreeze()
         if not content:
@@ -213,6 +224,8 @@ def palette_is_dark(widget: QWidget) -> bool:
 
 
 class ChatView(QScrollArea):
+    prompt_requested = Signal(int)  # a reply's Prompt button: its message id
+
     def __init__(self, model: MessageListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWidgetResizable(True)
@@ -267,6 +280,8 @@ class ChatView(QScrollArea):
     def _make(self, row: int) -> MessageWidget:
         idx = self._model.index(row)
         w = MessageWidget(idx.data(MessageRole.Role), self._renderer)
+        w.message_id = idx.data(MessageRole.Id)
+        w.prompt_requested.connect(self.prompt_requested)
         self._fill(w, row)
         return w
 

@@ -41,6 +41,8 @@ class EngineWorker(QObject):
     finished = Signal(int, GenerationStats)  # request id, the reply's stats
     failed = Signal(int, str)
     unloaded = Signal(int)
+    prompt_formatted = Signal(int, str)  # request id, the prompt text
+    prompt_failed = Signal(int, str)
 
     def __init__(self, engine_factory: Callable[[], Engine]) -> None:
         super().__init__()
@@ -107,6 +109,19 @@ class EngineWorker(QObject):
         except Exception:  # only a speed-up: the next chat works without it
             log.exception("preparing the next prompt failed")
 
+    @Slot(int, object)
+    def format_prompt(self, request_id: int, messages: list[ChatMessage]) -> None:
+        engine = self._engine
+        try:
+            if engine is None or engine.loaded is None:
+                raise EngineError("No model is loaded.")
+            self.prompt_formatted.emit(request_id, engine.format_prompt(messages))
+        except EngineError as e:
+            self.prompt_failed.emit(request_id, str(e))
+        except Exception as e:
+            log.exception("formatting a prompt failed")
+            self.prompt_failed.emit(request_id, f"The engine failed unexpectedly: {e}")
+
     @Slot(int)
     def unload(self, request_id: int) -> None:
         if self._engine is not None:
@@ -131,10 +146,13 @@ class EngineController(QObject):
     reply_finished = Signal(GenerationStats)
     reply_failed = Signal(str)
     busy_changed = Signal(bool)
+    prompt_ready = Signal(str)  # the text asked for with format_prompt
+    prompt_failed = Signal(str)
 
     _request_load = Signal(int, str, object, object)  # request id, path, LoadParams, cancel
     _request_generate = Signal(int, object, object, object)  # id, messages, Sampling, cancel
     _request_prepare = Signal(object)  # messages
+    _request_format = Signal(int, object)  # request id, messages
     _request_unload = Signal(int)
     _request_close = Signal()
 
@@ -147,6 +165,9 @@ class EngineController(QObject):
         self._request_load.connect(self._worker.load)
         self._request_generate.connect(self._worker.generate)
         self._request_prepare.connect(self._worker.prepare)
+        self._request_format.connect(self._worker.format_prompt)
+        self._worker.prompt_formatted.connect(self._on_prompt)
+        self._worker.prompt_failed.connect(self._on_prompt_failed)
         self._request_unload.connect(self._worker.unload)
         self._request_close.connect(self._worker.close)
         self._worker.loaded.connect(self._on_loaded)
@@ -160,6 +181,7 @@ class EngineController(QObject):
         self._next_id = 0
         self._load_id = -1
         self._generate_id = -1
+        self._format_id = -1
         self._load_cancel = threading.Event()
         self._generate_cancel = threading.Event()
         self.loaded_path = ""
@@ -204,6 +226,22 @@ class EngineController(QObject):
         up to the next message. Skipped while busy."""
         if self.loaded_path and not self.loading_path and not self.generating:
             self._request_prepare.emit(list(messages))
+
+    def format_prompt(self, messages: list[ChatMessage]) -> None:
+        """Ask for the text the loaded model would read for ``messages`` (its template
+        applied); ``prompt_ready`` or ``prompt_failed`` answers. Waits for a reply under way."""
+        self._format_id = self._new_id()
+        self._request_format.emit(self._format_id, list(messages))
+
+    @Slot(int, str)
+    def _on_prompt(self, request_id: int, text: str) -> None:
+        if request_id == self._format_id:
+            self.prompt_ready.emit(text)
+
+    @Slot(int, str)
+    def _on_prompt_failed(self, request_id: int, message: str) -> None:
+        if request_id == self._format_id:
+            self.prompt_failed.emit(message)
 
     def stop(self) -> None:
         self._generate_cancel.set()

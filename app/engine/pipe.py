@@ -54,11 +54,16 @@ class Prepare:
 
 
 @dataclass(frozen=True)
+class FormatPrompt:
+    messages: list[ChatMessage]
+
+
+@dataclass(frozen=True)
 class Quit:
     pass
 
 
-Command = Load | Unload | Chat | Complete | Prepare | Quit
+Command = Load | Unload | Chat | Complete | Prepare | FormatPrompt | Quit
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,14 @@ class Done:
 
 
 @dataclass(frozen=True)
+class PromptText:
+    text: str
+
+
+@dataclass(frozen=True)
 class Failed:
     message: str  # for the user
     invalid_request: bool = False  # the request's own mistake (grammar.InvalidRequest)
 
 
-Answer = Loaded | Unloaded | Delta | Done | Failed
+Answer = Loaded | Unloaded | Delta | Done | PromptText | Failed

@@ -34,9 +34,11 @@ from app.engine.pipe import (
     Delta,
     Done,
     Failed,
+    FormatPrompt,
     Load,
     Loaded,
     Prepare,
+    PromptText,
     Quit,
     Unload,
     Unloaded,
@@ -111,6 +113,8 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
                     _stream_reply(conn, engine.chat(messages, sampling, cancel, rules))
                 case Complete(prompt, sampling, rules):
                     _stream_reply(conn, engine.complete(prompt, sampling, cancel, rules))
+                case FormatPrompt(messages):
+                    conn.send(PromptText(engine.format_prompt(messages)))
                 case Prepare(messages):  # no answer: the parent does not wait for it
                     engine.prepare(messages, _preparation_stopper(conn, cancel, messages, waiting))
                 case Quit():
@@ -383,6 +387,18 @@ class ProcessEngine:
         cancel = self._cancel
         if cancel is not None:
             cancel.set()
+
+    def format_prompt(self, messages: list[ChatMessage]) -> str:
+        if self._loaded is None or self._conn is None or not self._proc.is_alive():
+            raise EngineError("No model is loaded.")
+        try:
+            self._conn.send(FormatPrompt(messages))
+            answer = self._receive(None)
+        except (EOFError, OSError):
+            raise EngineError(CRASHED) from None
+        if isinstance(answer, PromptText):
+            return answer.text
+        raise EngineError(answer.message if isinstance(answer, Failed) else str(answer))
 
     def prepare(self, messages: list[ChatMessage]) -> None:
         """Ask the engine process to evaluate ahead what the next chat needs (see

@@ -105,6 +105,11 @@ class RemoteEngine:
     ) -> Reply:
         return self._reply("/completions", {"prompt": prompt}, sampling, cancel, rules)
 
+    def format_prompt(self, messages: list[ChatMessage]) -> str:
+        raise EngineError(
+            f"{self._title} applies the chat template itself; Hearth cannot show its prompt."
+        )
+
     def prepare(self, messages: list[ChatMessage]) -> None:
         """Nothing: a server keeps its own prompt cache."""
 

@@ -107,6 +107,9 @@ class RoutingEngine:
     ) -> Reply:
         return self._current.complete(prompt, sampling, cancel, rules)
 
+    def format_prompt(self, messages: list[ChatMessage]) -> str:
+        return self._current.format_prompt(messages)
+
     def prepare(self, messages: list[ChatMessage]) -> None:
         self._current.prepare(messages)
 

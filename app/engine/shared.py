@@ -183,6 +183,15 @@ class Seat:
                 stats.update_from(reply.stats)
             self.shared._end_turn()
 
+    def format_prompt(self, messages: list[ChatMessage]) -> str:
+        if not self.shared._take_turn(self, None):
+            raise EngineError("Stopped.")
+        try:
+            self._ensure_loaded(None)
+            return self.shared.engine.format_prompt(messages)
+        finally:
+            self.shared._end_turn()
+
     def prepare(self, messages: list[ChatMessage]) -> None:
         """Only when the engine is free and holds this seat's model: a speed-up never waits."""
         shared = self.shared

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from app.engine.template_sandbox import TemplateTooLarge, compile_template, render
-from app.engine.types import ChatMessage, EngineError
+from app.engine.types import ChatMessage, EngineError, LoadedModel
 
 BUILTIN_TEMPLATES: dict[str, str] = {
     "chatml": (
@@ -186,6 +186,20 @@ class ChatTemplate:
         """What the user should hear once about how conversations are formatted (then "")."""
         notice, self._notice = self._notice, ""
         return notice
+
+
+TEMPLATE_SOURCES = {
+    "model": "the model's own chat template",
+    "override": "the chat template picked in Settings",
+    "detected": "a built-in template detected from the model's architecture and vocabulary",
+    "fallback": "the fallback template (the model has none, and nothing says which it needs)",
+}
+
+
+def template_said(loaded: LoadedModel) -> str:
+    """Which chat template formats a loaded model's prompts, in words."""
+    source = TEMPLATE_SOURCES.get(loaded.template_source, loaded.template_source)
+    return source + (f" ({loaded.template_name})" if loaded.template_source != "model" else "")
 
 
 FOLDED_NOTICE = (

@@ -168,6 +168,12 @@ class Engine(Protocol):
         ``/v1/completions``); otherwise like ``chat``."""
         ...
 
+    def format_prompt(self, messages: list[ChatMessage]) -> str:
+        """The text the model would read for ``messages``: its chat template applied, with the
+        assistant's header to reply after (``LoadedModel.template_source`` says which template).
+        EngineError where the engine cannot say (a remote server formats its own)."""
+        ...
+
     def prepare(self, messages: list[ChatMessage]) -> None:
         """Get ready for the next reply: when ``messages`` end with a user message (a draft),
         evaluate the prompt for it; otherwise what precedes the next message (e.g. the template's

@@ -411,3 +411,27 @@ def test_bytes_that_are_not_utf8_become_replacement_characters(tiny_model: Path)
     texts = sorted(store.messages(c.id)[0].content for c in store.conversations())
     store.close()
     assert texts == ["caf\ufffd", "hi\ufffd\ufffd there"]
+
+
+def test_print_prompt_shows_the_exact_text_and_its_template_and_saves_nothing(
+    capsys: pytest.CaptureFixture[str], tiny_model: Path, tiny_model_no_template: Path
+) -> None:
+    code, out, err = run(
+        capsys, "chat", "--print-prompt", "-m", str(tiny_model), "-s", "Be brief.", "Hi there"
+    )
+    assert code == 0, err
+    assert out == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert err == "template: the model's own chat template\n"
+    code, out, err = run(capsys, "chat", "--print-prompt", "-m", str(tiny_model_no_template), "Hi")
+    assert code == 0, err
+    assert out.startswith("<|im_start|>user\nHi")
+    assert err.startswith("template: ")
+    assert "chatml" in err
+    assert "model's own" not in err
+    code, out, _ = run(capsys, "chats", "export")
+    assert json.loads(out)["conversations"] == []  # printing a prompt is not a chat
+    code, _, err = run(capsys, "chat", "--print-prompt", "-m", str(tiny_model))
+    assert (code, err.startswith("hearth: --print-prompt needs the message")) == (1, True)

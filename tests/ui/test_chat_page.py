@@ -311,3 +311,22 @@ def test_times_in_the_footer_read_naturally() -> None:
         "3.50 s",
         "12.5 s",
     ]
+
+
+def test_a_replys_prompt_shows_what_the_model_read(qtbot: QtBot, window: MainWindow) -> None:
+    send(qtbot, window, "First question")
+    send(qtbot, window, "Second question")
+    page = window.chat_page
+    replies = [w for w in page.view.message_widgets() if w.role == "assistant"]
+    assert all(r.prompt_button.isVisibleTo(page) for r in replies)
+    assert not page.view.message_widgets()[0].prompt_button.isVisibleTo(page)  # a user message
+    with qtbot.waitSignal(window.engine.prompt_ready, timeout=5000):
+        replies[1].prompt_button.click()
+    dialog = page.prompt_dialog
+    assert dialog.isVisible()
+    text = dialog.text.toPlainText()
+    # The conversation before the second reply, through the (fake) model's template.
+    assert text.startswith("<user>First question</user><assistant>Hello there!")
+    assert text.endswith("<user>Second question</user><assistant>")
+    assert "the model's own chat template" in dialog.about.text()
+    dialog.close()

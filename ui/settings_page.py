@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -52,6 +54,24 @@ def _settle_timer(parent: QObject, then: Callable[[], None]) -> QTimer:
     timer.setInterval(SETTLE_MS)
     timer.timeout.connect(then)
     return timer
+
+
+class WheelGuard(QObject):
+    """The wheel over a field that has no focus scrolls the page instead of changing it."""
+
+    def __init__(self, page: QScrollArea) -> None:
+        super().__init__(page)
+        self._page = page
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.Wheel
+            and isinstance(watched, QWidget)
+            and not watched.hasFocus()
+        ):
+            QApplication.sendEvent(self._page.verticalScrollBar(), event)
+            return True
+        return False
 
 
 class SettingsPage(QScrollArea):
@@ -103,6 +123,12 @@ class SettingsPage(QScrollArea):
         layout.addStretch(1)
         self.setWidget(body)
         self._connect_fields()
+        # Scrolling the page over a number or a list must scroll the page, not change the
+        # setting under the pointer (Min P went 0.05 → 0.03 and was saved, seen by a user).
+        self._wheel_guard = WheelGuard(self)
+        for field in body.findChildren(QAbstractSpinBox) + body.findChildren(QComboBox):
+            field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            field.installEventFilter(self._wheel_guard)
 
     def _connect_fields(self) -> None:
         for w in (self.threads, self.context, self.gpu_layers):
@@ -211,6 +237,7 @@ class SettingsPage(QScrollArea):
         self.seed.setSpecialValueText("Random")
         self.seed.setValue(s.seed)
         self.system_prompt = QPlainTextEdit(self.settings.default_system_prompt)
+        self.system_prompt.setTabChangesFocus(True)  # Tab moves on; it typed tabs that were saved
         self.system_prompt.setPlaceholderText(
             "Optional instructions given to the model in every new chat"
         )

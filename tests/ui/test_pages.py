@@ -140,3 +140,34 @@ def test_the_window_can_be_narrow(qtbot: QtBot, window: MainWindow) -> None:
     for button in (page.load_button, page.unload_button, page.delete_button, page.open_button):
         right = button.mapTo(window, button.rect().topRight()).x()
         assert right <= window.width(), button.text()  # nothing cut off at the right
+
+
+def test_the_wheel_over_a_settings_field_scrolls_the_page_not_the_value(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    page = window.settings_page
+    window.show_page(window.SETTINGS)
+    before = page.min_p.value()
+    bar = page.verticalScrollBar()
+    bar.setValue(0)
+    wheel = QWheelEvent(
+        QPointF(5, 5),
+        QPointF(page.min_p.mapToGlobal(QPoint(5, 5))),
+        QPoint(0, 0),
+        QPoint(0, -120),  # one notch down
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(page.min_p, wheel)
+    assert page.min_p.value() == before  # the setting is left as it was
+    assert bar.value() > 0 or bar.maximum() == 0  # the page scrolled instead
+    # Tab in the system prompt moves on instead of typing a tab that would be saved.
+    page.system_prompt.setFocus()
+    qtbot.keyClick(page.system_prompt, Qt.Key.Key_Tab)
+    assert "\t" not in page.system_prompt.toPlainText()

@@ -441,6 +441,7 @@ class ChatPage(QWidget):
     @Slot()
     def stop(self) -> None:
         self.engine.stop()
+        self.input.setFocus()  # the next message can be typed at once
 
     @Slot(bool)
     def _on_busy(self, _busy: bool) -> None:

@@ -9,7 +9,16 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import (
+    QEvent,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
@@ -38,6 +47,7 @@ PAGE = 60  # messages shown at first; more on demand
 # update renders only the rest (the cost of an update follows the size of what is rendered again).
 CHUNK = 800
 MERGE_LIMIT = 12_000  # a finished reply up to this long is shown as one document again
+COPIED_MS = 1500  # how long Copy says "Copied"
 
 
 class MessageText(QTextBrowser):
@@ -129,6 +139,8 @@ class MessageWidget(QFrame):
             return
         self._shown = (content, streaming)
         if self.role == "user":
+            self._source = content
+            self.copy_button.setVisible(bool(content))  # a user's message can be copied too
             self.text.setHtml(plain_to_html(content))
             return
         self._source = content
@@ -173,6 +185,8 @@ class MessageWidget(QFrame):
     @Slot()
     def copy_to_clipboard(self) -> None:
         QGuiApplication.clipboard().setText(self._source)
+        self.copy_button.setText("Copied ✓")  # it worked: said where the user looks
+        QTimer.singleShot(COPIED_MS, lambda: self.copy_button.setText("Copy"))
 
     def _unfreeze(self) -> None:
         for chunk in self._frozen:

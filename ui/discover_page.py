@@ -211,7 +211,8 @@ class DiscoverPage(QWidget):
         self.more.setEnabled(True)
         count = self.rows.rowCount()
         self.status.setText(
-            f"{count} models shown" + (" — more on the Hub" if page.next_url else "")
+            f"{count} model{'s' if count != 1 else ''} shown"
+            + (" — more on the Hub" if page.next_url else "")
             if count
             else "No GGUF models match. Try fewer words, or another size."
         )

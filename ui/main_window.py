@@ -129,6 +129,9 @@ class MainWindow(QMainWindow):
         self.conversation_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conversation_list.customContextMenuRequested.connect(self._conversation_menu)
         self.conversation_list.clicked.connect(self._on_conversation_clicked)
+        # Enter on the highlighted chat opens it (arrows only moved a highlight that then no
+        # longer matched the chat shown).
+        self.conversation_list.activated.connect(self._on_conversation_clicked)
         new_chat = QPushButton("+  New chat")
         new_chat.setToolTip("New chat (Ctrl+N)")
         new_chat.clicked.connect(self.new_chat)
@@ -185,10 +188,17 @@ class MainWindow(QMainWindow):
         self.server_status.show()
 
     def _add_shortcuts(self) -> None:
-        new_action = QAction("New chat", self)
-        new_action.setShortcut(QKeySequence.StandardKey.New)
-        new_action.triggered.connect(self.new_chat)
-        self.addAction(new_action)
+        """Ctrl+N a new chat, Ctrl+K search the Hub, Ctrl+, Settings, Ctrl+Q quit."""
+        for label, keys, act in (
+            ("New chat", QKeySequence(QKeySequence.StandardKey.New), self.new_chat),
+            ("Search models", QKeySequence("Ctrl+K"), lambda: self.show_page(self.DISCOVER)),
+            ("Settings", QKeySequence("Ctrl+,"), lambda: self.show_page(self.SETTINGS)),
+            ("Quit", QKeySequence("Ctrl+Q"), self.close),
+        ):
+            action = QAction(label, self)
+            action.setShortcut(keys)
+            action.triggered.connect(act)
+            self.addAction(action)
 
     def _connect_pages(self) -> None:
         """What each page asks for, and what each observes."""

@@ -287,7 +287,7 @@ def test_finished_reply_becomes_one_document_for_selection(
 def test_streaming_reply_is_saved_while_it_streams(
     qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
 ) -> None:
-    fake_engine.words = [f" w{i}" for i in range(400)]
+    fake_engine.words = [f" w{i}" for i in range(1500)]  # ~15 s: still streaming when checked
     fake_engine.delay = 0.01
     page = window.chat_page
     page.input.setPlainText("stream slowly")
@@ -296,7 +296,7 @@ def test_streaming_reply_is_saved_while_it_streams(
     conversation_id = page.conversation.id
     # A second connection, as a restarted app would have, sees the partial reply within ~1 s.
     reader = ChatStore(window.ctx.paths.chats_db)
-    qtbot.waitUntil(lambda: "w20" in reader.messages(conversation_id)[1].content, timeout=3000)
+    qtbot.waitUntil(lambda: "w20" in reader.messages(conversation_id)[1].content, timeout=8000)
     assert reader.messages(conversation_id)[1].status == "streaming"
     with qtbot.waitSignal(window.engine.reply_finished, timeout=10_000):
         page.stop()
@@ -330,3 +330,37 @@ def test_a_replys_prompt_shows_what_the_model_read(qtbot: QtBot, window: MainWin
     assert text.endswith("<user>Second question</user><assistant>")
     assert "the model's own chat template" in dialog.about.text()
     dialog.close()
+
+
+def test_keyboard_and_copy_manners(qtbot: QtBot, window: MainWindow) -> None:
+    from PySide6.QtGui import QGuiApplication
+
+    send(qtbot, window, "First chat")
+    window.new_chat()
+    send(qtbot, window, "Second chat")
+    # Enter on a chat in the list opens it (arrows alone only moved a highlight).
+    listed = window.conversation_list
+    first = next(
+        window.conversations.index(r)
+        for r in range(window.conversations.rowCount())
+        if window.conversations.index(r).data() == "First chat"
+    )
+    listed.setFocus()
+    listed.setCurrentIndex(first)
+    qtbot.keyClick(listed, Qt.Key.Key_Return)
+    page = window.chat_page
+    assert page.conversation is not None
+    assert page.conversation.title == "First chat"
+    # Copy says it copied, on user messages too.
+    user = page.view.message_widgets()[0]
+    assert not user.copy_button.isHidden(), (user.role, user._source)
+    user.copy_button.click()
+    assert QGuiApplication.clipboard().text() == "First chat"
+    assert user.copy_button.text() == "Copied ✓"
+    qtbot.waitUntil(lambda: user.copy_button.text() == "Copy", timeout=3000)
+    # Ctrl+, opens Settings and Ctrl+K the Hub search, its box focused.
+    qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    assert window.pages.currentIndex() == window.SETTINGS
+    qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    assert window.pages.currentIndex() == window.DISCOVER
+    assert window.discover_page.query.hasFocus()

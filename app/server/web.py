@@ -197,16 +197,23 @@ async def _in_thread(
         finally:
             put("end", None)
 
+    async def watch() -> None:
+        """The client leaving while nothing is sent (waiting for its turn, reading a long
+        prompt, a whole reply being made) ends the reply; a stream's send would see it too."""
+        while not cancel.is_set():
+            await asyncio.sleep(DISCONNECT_POLL)
+            if await http.is_disconnected():
+                log.info("API client left; stopping its reply")
+                cancel.set()
+                queue.put_nowait(("end", None))
+
     threading.Thread(target=work, name="hearth-api-reply", daemon=True).start()
+    # One watcher for the whole reply, not a timed wait per piece: each piece then costs the
+    # event loop one wake-up.
+    watcher = asyncio.create_task(watch())
     try:
         while True:
-            try:
-                kind, value = await asyncio.wait_for(queue.get(), DISCONNECT_POLL)
-            except asyncio.TimeoutError:
-                if await http.is_disconnected():
-                    log.info("API client left; stopping its reply")
-                    return
-                continue
+            kind, value = await queue.get()
             if kind == "end":
                 return
             if kind == "error":
@@ -214,6 +221,7 @@ async def _in_thread(
             yield value
     finally:
         cancel.set()
+        watcher.cancel()
 
 
 def _sse(data: dict[str, Any]) -> bytes:

@@ -88,6 +88,7 @@ class Settings:
     server_cors: bool = False  # let web pages of other origins read replies
     server_save_chats: bool = False  # keep requests and their replies as conversations
     connections: list[Connection] = field(default_factory=list)
+    window_geometry: str = ""  # the window's size and place when it last closed (Qt's, base64)
 
 
 def _migrate(raw: dict[str, Any]) -> dict[str, Any]:

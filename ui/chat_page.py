@@ -412,6 +412,13 @@ class ChatPage(QWidget):
         self.engine.generate(turn.history, self.ctx.settings.sampling)
         self._flush_timer.start()
 
+    @Slot()
+    def copy_last_reply(self) -> None:
+        """Ctrl+Shift+C: the shown chat's last reply, as Markdown, to the clipboard."""
+        replies = [w for w in self.view.message_widgets() if w.role == "assistant"]
+        if replies:
+            replies[-1].copy_to_clipboard()
+
     @Slot(int)
     def view_prompt(self, message_id: int) -> None:
         """Show the text the model read for the reply ``message_id``: the conversation before

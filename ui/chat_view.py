@@ -186,7 +186,8 @@ class MessageWidget(QFrame):
     def copy_to_clipboard(self) -> None:
         QGuiApplication.clipboard().setText(self._source)
         self.copy_button.setText("Copied ✓")  # it worked: said where the user looks
-        QTimer.singleShot(COPIED_MS, lambda: self.copy_button.setText("Copy"))
+        # Timed on the button: a message rebuilt meanwhile takes the timer with it.
+        QTimer.singleShot(COPIED_MS, self.copy_button, lambda: self.copy_button.setText("Copy"))
 
     def _unfreeze(self) -> None:
         for chunk in self._frozen:

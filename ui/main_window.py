@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QPoint, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QByteArray, QModelIndex, QPoint, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -73,6 +73,8 @@ class MainWindow(QMainWindow):
         self.remote_pool.setMaxThreadCount(1)
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
+        if ctx.settings.window_geometry:  # where the user left it (Qt keeps it on a screen)
+            self.restoreGeometry(QByteArray.fromBase64(ctx.settings.window_geometry.encode()))
         self._build_pages()
         central = QWidget()
         cl = QHBoxLayout(central)
@@ -188,12 +190,14 @@ class MainWindow(QMainWindow):
         self.server_status.show()
 
     def _add_shortcuts(self) -> None:
-        """Ctrl+N a new chat, Ctrl+K search the Hub, Ctrl+, Settings, Ctrl+Q quit."""
+        """Ctrl+N a new chat, Ctrl+K search the Hub, Ctrl+, Settings, Ctrl+Q quit, Ctrl+Shift+C
+        copy the last reply."""
         for label, keys, act in (
             ("New chat", QKeySequence(QKeySequence.StandardKey.New), self.new_chat),
             ("Search models", QKeySequence("Ctrl+K"), lambda: self.show_page(self.DISCOVER)),
             ("Settings", QKeySequence("Ctrl+,"), lambda: self.show_page(self.SETTINGS)),
             ("Quit", QKeySequence("Ctrl+Q"), self.close),
+            ("Copy the last reply", QKeySequence("Ctrl+Shift+C"), self.chat_page.copy_last_reply),
         ):
             action = QAction(label, self)
             action.setShortcut(keys)
@@ -449,7 +453,9 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.ctx.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         self.settings_page.flush()  # a change still settling is saved
+        self.ctx.save_settings()
         self.chat_page._flush()
         self.downloads.shutdown()  # running downloads resume at the next start
         self.library_pool.waitForDone()

@@ -171,3 +171,30 @@ def test_the_wheel_over_a_settings_field_scrolls_the_page_not_the_value(
     page.system_prompt.setFocus()
     qtbot.keyClick(page.system_prompt, Qt.Key.Key_Tab)
     assert "\t" not in page.system_prompt.toPlainText()
+
+
+def test_the_window_reopens_where_it_was_left(
+    qtbot: QtBot, make_window: Callable[..., MainWindow]
+) -> None:
+    first = make_window()
+    first.resize(700, 500)  # within the offscreen screen (800 x 600), which restoring keeps to
+    first.close()
+    assert AppContext.open().settings.window_geometry  # kept with the settings
+    second = make_window()
+    assert (second.width(), second.height()) == (700, 500)
+
+
+def test_ctrl_shift_c_copies_the_last_reply(qtbot: QtBot, window: MainWindow) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    from tests.ui.test_chat_page import send
+
+    send(qtbot, window, "Hi")
+    QGuiApplication.clipboard().clear()
+    qtbot.keyClick(
+        window,
+        Qt.Key.Key_C,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    assert QGuiApplication.clipboard().text() == "Hello there! Here is **bold** text."

@@ -198,3 +198,35 @@ def test_ctrl_shift_c_copies_the_last_reply(qtbot: QtBot, window: MainWindow) ->
         Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
     )
     assert QGuiApplication.clipboard().text() == "Hello there! Here is **bold** text."
+
+
+def test_check_boxes_are_visible_in_the_dark_theme(qtbot: QtBot) -> None:
+    """Fusion drew an unticked box a shade off the dark window: next to invisible."""
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QApplication, QCheckBox, QStyle, QStyleOptionButton
+
+    from ui.theme import apply_theme
+
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    saved = (app.styleSheet(), app.palette(), app.style().name())
+    try:
+        apply_theme(app, "dark")
+        box = QCheckBox("Offline mode")
+        qtbot.addWidget(box)
+        box.resize(160, 24)
+        image = box.grab().toImage()
+        option = QStyleOptionButton()
+        box.initStyleOption(option)
+        where = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+        window = QColor(app.palette().window().color()).lightness()
+        contrast = max(
+            abs(image.pixelColor(x, y).lightness() - window)
+            for x in range(where.left(), where.right() + 1)
+            for y in range(where.top(), where.bottom() + 1)
+        )
+        assert contrast > 60  # the box's frame stands out from the window
+    finally:
+        app.setStyle(saved[2])
+        app.setPalette(saved[1])
+        app.setStyleSheet(saved[0])

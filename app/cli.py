@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from app.chats.turn import Turn
     from app.context import AppContext
     from app.engine.remote import RemoteEngine
-    from app.engine.types import Engine
+    from app.engine.types import Engine, LoadedModel
     from app.library import LibraryEntry
     from app.settings import Sampling
 
@@ -374,8 +374,6 @@ def _chat(args: argparse.Namespace) -> int:
     from app.chats.history import engine_messages, opening_messages
     from app.chats.store import ChatStoreError, Conversation
     from app.chats.turn import Turn
-    from app.engine.local import local_engine
-    from app.engine.types import EngineError
 
     if args.prompt is not None:
         args.prompt = readable(args.prompt)
@@ -398,15 +396,11 @@ def _chat(args: argparse.Namespace) -> int:
     if args.print_prompt:
         return _print_prompt(args, ctx, remote, model)
     store = _open_store(ctx)  # before the model loads: a chat that cannot be saved does not start
-    # As in the window, llama.cpp runs on the main thread of its own process: faster there, and
-    # a native crash ends that process with a message instead of this one with a core dump.
-    engine: Engine = remote or local_engine(ctx.paths)
     try:
-        loaded = engine.load(str(model.path) if model else args.model or "", ctx.load_params())
-    except EngineError as e:
-        engine.close()
+        engine, loaded = _loaded_engine(ctx, remote, model, args.model)
+    except CliError:
         store.close()
-        raise CliError(str(e)) from None
+        raise
     if loaded.notice:
         print(f"note: {loaded.notice}", file=sys.stderr)
     # The conversation names its model: a file, or the model's address on the server.
@@ -471,7 +465,6 @@ def _print_prompt(
 ) -> int:
     """``hearth chat --print-prompt``: the exact text the model would read, and nothing saved."""
     from app.chats.history import opening_messages
-    from app.engine.local import local_engine
     from app.engine.templates import template_said
     from app.engine.types import ChatMessage, EngineError
 
@@ -482,9 +475,8 @@ def _print_prompt(
         *opening_messages(system),
         {"role": "user", "content": args.prompt},
     ]
-    engine: Engine = remote or local_engine(ctx.paths)
+    engine, loaded = _loaded_engine(ctx, remote, model, args.model)
     try:
-        loaded = engine.load(str(model.path) if model else args.model or "", ctx.load_params())
         text = engine.format_prompt(messages)
     except EngineError as e:
         raise CliError(str(e)) from None
@@ -497,6 +489,24 @@ def _print_prompt(
     if loaded.notice:
         print(f"note: {loaded.notice}", file=sys.stderr)
     return 0
+
+
+def _loaded_engine(
+    ctx: AppContext, remote: RemoteEngine | None, model: LibraryEntry | None, name: str | None
+) -> tuple[Engine, LoadedModel]:
+    """The chat's engine with its model loaded: the server's model ``name`` on ``remote``, or
+    the library's ``model`` in an engine process of its own (as in the window, llama.cpp runs on
+    a process's main thread: faster there, and a native crash ends that process with a message
+    instead of this one with a core dump)."""
+    from app.engine.local import local_engine
+    from app.engine.types import EngineError
+
+    engine: Engine = remote or local_engine(ctx.paths)
+    try:
+        return engine, engine.load(str(model.path) if model else name or "", ctx.load_params())
+    except EngineError as e:
+        engine.close()
+        raise CliError(str(e)) from None
 
 
 def _library_model(ctx: AppContext, name: str | None) -> LibraryEntry:

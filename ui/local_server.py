@@ -35,7 +35,7 @@ class LocalServer(QObject):
         self.error = ""
         self._server: ApiServer | None = None
         self._host: ModelHost | None = None
-        self._last_count = -1
+        self._last_seen: tuple[int, bool] | None = None  # requests served, replying now
         self._watch = QTimer(self)
         self._watch.setInterval(1000)
         self._watch.timeout.connect(self._look)
@@ -109,7 +109,7 @@ class LocalServer(QObject):
 
     @Slot()
     def _look(self) -> None:
-        count = self.requests_served * 2 + int(self.replying)
-        if count != self._last_count:
-            self._last_count = count
+        seen = (self.requests_served, self.replying)
+        if seen != self._last_seen:
+            self._last_seen = seen
             self.changed.emit()

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from app.chats.turn import Turn
 from app.engine.shared import Seat
@@ -98,10 +97,13 @@ class ModelHost:
             param="model",
         )
 
-    def reply(self, request: Request, cancel: threading.Event) -> Iterator[str | GenerationStats]:
-        """The reply's text pieces, then its stats; waits for its turn (ending at once without
-        a word when ``cancel`` is set meanwhile)."""
-        name, entry = self.find(request.model)
+    def reply(
+        self, request: Request, model: tuple[str, LibraryEntry], cancel: threading.Event
+    ) -> Iterator[str | GenerationStats]:
+        """The reply's text pieces, then its stats, from ``model`` (``find``'s answer for the
+        request); waits for its turn (ending at once without a word when ``cancel`` is set
+        meanwhile)."""
+        name, entry = model
         while not self._one_at_a_time.acquire(timeout=WAIT_POLL):
             if cancel.is_set() or self._closed.is_set():
                 return
@@ -177,7 +179,7 @@ class ModelHost:
 
 def model_card(name: str, entry: LibraryEntry) -> dict[str, object]:
     try:
-        created = int(Path(entry.path).stat().st_mtime)
+        created = int(entry.path.stat().st_mtime)
     except OSError:
         created = 0
     return {"id": name, "object": "model", "created": created, "owned_by": "hearth"}

@@ -101,9 +101,8 @@ def _common(body: Any, defaults: Sampling, reply_limit: int) -> Request:
         if body.get(unsupported):
             raise bad(f"{unsupported} is not supported by this server", unsupported)
     sampling = replace(defaults, max_tokens=reply_limit)
-    for key in ("temperature",):
-        if (value := _number(body, key, 0, 2)) is not None:
-            sampling.temperature = value
+    if (value := _number(body, "temperature", 0, 2)) is not None:
+        sampling.temperature = value
     if (value := _number(body, "top_p", 0, 1)) is not None:
         sampling.top_p = value
     if (value := _number(body, "min_p", 0, 1)) is not None:  # llama.cpp's server's extras

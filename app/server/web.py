@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from app.engine.grammar import InvalidRequest
 from app.engine.types import EngineError, GenerationStats
+from app.library import LibraryEntry
 from app.server.host import ModelHost, model_card
 from app.server.openai_api import (
     ApiError,
@@ -119,11 +120,11 @@ def create_app(
         try:
             await guard(request)
             parsed = read(await body_of(request), sampling(), host.context_length())
-            name, _ = await asyncio.to_thread(host.find, parsed.model)
+            model = await asyncio.to_thread(host.find, parsed.model)
         except ApiError as e:
             return _error(e)
-        shapes = Shapes(name, chat)
-        pieces = _in_thread(host, parsed, request)
+        shapes = Shapes(model[0], chat)
+        pieces = _in_thread(host, parsed, model, request)
         if parsed.stream:
             return StreamingResponse(
                 _events(pieces, shapes, parsed.include_usage),
@@ -167,7 +168,7 @@ def create_app(
 
 
 async def _in_thread(
-    host: ModelHost, request: Request, http: HttpRequest
+    host: ModelHost, request: Request, model: tuple[str, LibraryEntry], http: HttpRequest
 ) -> AsyncGenerator[str | GenerationStats, None]:
     """The reply made on a thread of its own (the engine blocks), handed to the event loop as it
     comes. When the client leaves, or the response is abandoned, the reply is cancelled: the
@@ -181,7 +182,7 @@ async def _in_thread(
 
     def work() -> None:
         try:
-            for piece in host.reply(request, cancel):
+            for piece in host.reply(request, model, cancel):
                 put("piece", piece)
                 if cancel.is_set():
                     break

@@ -23,7 +23,7 @@ import pytest
 from app.chats.store import ChatStore
 from app.engine.remote import RemoteEngine
 from app.engine.shared import SharedEngine
-from app.engine.types import EngineError, LoadParams
+from app.engine.types import EngineError, GenerationStats, LoadParams
 from app.library import LibraryEntry
 from app.model_file import read_model_file
 from app.server.host import ModelHost, model_ids
@@ -477,7 +477,10 @@ def test_a_model_no_request_used_for_the_idle_time_is_unloaded(tiny_model: Path)
         request = read_chat(
             {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}]}, Sampling(), 64
         )
-        assert list(host.reply(request, threading.Event()))[-1].generated_tokens == 7  # type: ignore[union-attr]
+        model = host.find("tiny-chat")
+        last = list(host.reply(request, model, threading.Event()))[-1]
+        assert isinstance(last, GenerationStats)
+        assert last.generated_tokens == 7
         assert fake.loaded is not None
         deadline = time.monotonic() + 5
         while fake.loaded is not None and time.monotonic() < deadline:
@@ -485,7 +488,7 @@ def test_a_model_no_request_used_for_the_idle_time_is_unloaded(tiny_model: Path)
         assert fake.loaded is None
         assert host.seat.loaded is None
         # The next request loads it again.
-        list(host.reply(request, threading.Event()))
+        list(host.reply(request, model, threading.Event()))
         assert fake.loads == [str(tiny_model), str(tiny_model)]
     finally:
         host.close()

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtGui import QIcon
@@ -86,7 +87,11 @@ def close_on_signals(app: QApplication, window: QWidget) -> None:
     notifier.sockets = (ours, theirs)  # type: ignore[attr-defined]  # alive as long as it is
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(
+    argv: list[str] | None = None, on_started: Callable[[MainWindow], None] | None = None
+) -> int:
+    """Open the window and run until it closes; ``on_started`` gets the shown window
+    (``hearth --self-test`` drives it)."""
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Hearth")
@@ -118,6 +123,8 @@ def run(argv: list[str] | None = None) -> int:
     close_on_signals(app, window)
     if ctx.settings.server_enabled:
         server.start()
+    if on_started is not None:
+        on_started(window)
     # Once the window has been painted, import what the first reply's rendering needs.
     QTimer.singleShot(WARM_UP_AFTER_MS, _warm_up_rendering)
     try:

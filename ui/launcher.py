@@ -5,14 +5,28 @@ It lives here, not in ``app/``, so that the core never imports the GUI.
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 from collections.abc import Sequence
 
 from app import cli
 
+SELF_TEST = "--self-test"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main(argv, open_window=open_window)
+    # First of all: in a frozen bundle the engine process (multiprocessing "spawn") and its
+    # resource tracker start as this same executable, and must not open a window.
+    multiprocessing.freeze_support()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == [SELF_TEST]:
+        if len(args) > 1:
+            print(f"hearth: {SELF_TEST} takes no other arguments", file=sys.stderr)
+            return 2
+        from ui.self_test import main as self_test
+
+        return self_test()
+    return cli.main(args, open_window=open_window)
 
 
 def open_window() -> int:

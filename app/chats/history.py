@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from app.chats.store import Conversation, Message, Status
+from app.chats.titles import title_from
 from app.engine.types import ChatMessage, GenerationStats
+
+__all__ = [
+    "can_continue",
+    "engine_messages",
+    "opening_messages",
+    "reply_status",
+    "title_from",
+]
 
 
 def engine_messages(conversation: Conversation, messages: list[Message]) -> list[ChatMessage]:
     """The system prompt and every user/assistant message with content, in order.
+
+    ``messages`` is one path of the conversation (``ChatStore.messages``: the shown one, or
+    ``ChatStore.path_to``): other branches never reach the engine.
 
     Failed replies are left out; interrupted ones stay, as the user saw them.
     """
@@ -29,7 +41,11 @@ def reply_status(stats: GenerationStats) -> Status:
     return "interrupted" if stats.stop_reason == "cancelled" else "complete"
 
 
-def title_from(text: str, limit: int = 48) -> str:
-    """A conversation title from its first message."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+def can_continue(message: Message) -> bool:
+    """Whether a reply can be continued (``Turn.continue_reply``): it has text and stopped on
+    the token limit, or was stopped by the user. (It must also be the last of its branch.)"""
+    if message.role != "assistant" or not message.content:
+        return False
+    return message.status == "interrupted" or (
+        message.status == "complete" and message.stats.get("stop_reason") == "length"
+    )

@@ -3,7 +3,10 @@
 A streaming reply is written while it grows (status ``streaming``), naming its writer; if that
 process dies, whichever Hearth process opens the database next marks it ``interrupted``, so
 nothing that was on screen is lost and nothing pretends to be done.
-Every message records its parent, so edits and regenerations can become branches later.
+
+A conversation is a tree: every message records its parent, and an edit or a regeneration adds
+a sibling instead of replacing anything. What is shown (and what the engine reads) is the
+selected path: at each message, the child selected or added last (``messages``, ``select``).
 """
 
 from __future__ import annotations
@@ -17,46 +20,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from app.chats.schema import migrate
+from app.chats.titles import title_from
 from app.chats.writers import this_writer, writer_alive
 
 Role = Literal["system", "user", "assistant"]
 Status = Literal["complete", "streaming", "interrupted", "error"]
 
-_MIGRATIONS: list[str] = [
-    # 1: conversations and messages
-    """
-    CREATE TABLE conversations (
-        id INTEGER PRIMARY KEY,
-        title TEXT NOT NULL,
-        model TEXT NOT NULL DEFAULT '',
-        system_prompt TEXT NOT NULL DEFAULT '',
-        sampling TEXT NOT NULL DEFAULT '{}',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-        content TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'complete'
-            CHECK (status IN ('complete', 'streaming', 'interrupted', 'error')),
-        error TEXT,
-        model TEXT NOT NULL DEFAULT '',
-        stats TEXT NOT NULL DEFAULT '{}',
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
-    CREATE INDEX conversations_by_update ON conversations(updated_at DESC);
-    """,
-    # 2: a streaming reply names its writer and when it last saved (app/chats/writers.py)
-    """
-    ALTER TABLE messages ADD COLUMN writer TEXT NOT NULL DEFAULT '';
-    ALTER TABLE messages ADD COLUMN saved_at REAL NOT NULL DEFAULT 0;
-    CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming';
-    """,
-]
+NEW_CHAT_TITLE = "New chat"
+# How long a trashed conversation waits for Undo at most: any Hearth opening the chats deletes
+# older ones for good (the window empties its trash itself when its Undo offer ends).
+TRASH_KEEP = 3600.0
+
+# The shown path of conversation :conversation, as rows (id, depth) from its first message; the
+# last row's id is NULL. At each level the child selected or added last wins.
+_SELECTED_PATH = """
+WITH RECURSIVE path(id, depth) AS (
+    SELECT (SELECT id FROM messages WHERE conversation_id = :conversation AND parent_id IS NULL
+            ORDER BY selected_at DESC, id DESC LIMIT 1), 0
+    UNION ALL
+    SELECT (SELECT m.id FROM messages m WHERE m.parent_id = path.id
+            ORDER BY m.selected_at DESC, m.id DESC LIMIT 1), path.depth + 1
+    FROM path WHERE path.id IS NOT NULL
+)
+"""
 
 
 @dataclass
@@ -65,9 +52,12 @@ class Conversation:
     title: str
     model: str
     system_prompt: str
-    sampling: dict[str, Any]
+    sampling: dict[str, Any]  # raw JSON; typed: ``ChatSettings.from_json`` / store.chat_settings
     created_at: float
     updated_at: float
+    pinned: bool = False
+    title_edited: bool = False  # the user named it: automatic titles leave it alone
+    deleted_at: float | None = None  # in the trash since then (see ChatStore.trash_conversation)
 
 
 @dataclass
@@ -82,6 +72,33 @@ class Message:
     model: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Siblings:
+    """The versions of a message (it and the others under its parent, oldest first)."""
+
+    ids: tuple[int, ...]
+    index: int  # the message's place in ``ids``, from 0
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    @property
+    def position(self) -> int:
+        """The message's place counted from 1, as shown: "‹ position/count ›"."""
+        return self.index + 1
+
+    @property
+    def previous(self) -> int | None:
+        """The older version to show on "‹", if any."""
+        return self.ids[self.index - 1] if self.index > 0 else None
+
+    @property
+    def next(self) -> int | None:
+        """The newer version to show on "›", if any."""
+        return self.ids[self.index + 1] if self.index + 1 < len(self.ids) else None
 
 
 class ChatStoreError(Exception):
@@ -130,6 +147,7 @@ class ChatStore:
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
             self.recover_interrupted()
+            self.empty_trash(TRASH_KEEP)
         except sqlite3.Error as e:
             self._db.close()
             raise ChatStoreError(
@@ -159,31 +177,20 @@ class ChatStore:
         self._db.close()
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(_MIGRATIONS):
+        try:
+            migrate(self._db)
+        except ValueError as e:
             self._db.close()
             raise ChatStoreError(
-                f"The chat database is from a newer Hearth (schema {version}); update Hearth."
-            )
-        if version == len(_MIGRATIONS):
-            return
-        with self._db:
-            # Taken before reading the version again: two processes opening a new database at
-            # once must not both create its tables.
-            self._db.execute("BEGIN IMMEDIATE")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for i, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {i}")
+                f"The chat database is from a newer Hearth (schema {e}); update Hearth."
+            ) from None
 
     # conversations
 
     @_saving
     def create_conversation(
         self,
-        title: str = "New chat",
+        title: str = NEW_CHAT_TITLE,
         model: str = "",
         system_prompt: str = "",
         sampling: dict[str, Any] | None = None,
@@ -199,10 +206,15 @@ class ChatStore:
         return Conversation(cur.lastrowid, title, model, system_prompt, sampling or {}, now, now)
 
     def conversations(self) -> list[Conversation]:
-        rows = self._db.execute("SELECT * FROM conversations ORDER BY updated_at DESC, id DESC")
+        """The conversation list: pinned ones first, then the newest first (trash left out)."""
+        rows = self._db.execute(
+            "SELECT * FROM conversations WHERE deleted_at IS NULL"
+            " ORDER BY pinned DESC, updated_at DESC, id DESC"
+        )
         return [_conversation(r) for r in rows]
 
     def conversation(self, conversation_id: int) -> Conversation | None:
+        """A conversation by id, also one in the trash (its ``deleted_at`` says so)."""
         row = self._db.execute(
             "SELECT * FROM conversations WHERE id = ?", (conversation_id,)
         ).fetchone()
@@ -210,12 +222,17 @@ class ChatStore:
 
     @_saving
     def update_conversation(self, conversation_id: int, **changes: Any) -> None:
+        """Change ``title``, ``model``, ``system_prompt`` or ``sampling`` (raw; see
+        ``set_chat_settings`` for the typed form); the conversation counts as updated now. A
+        title set here is the user's (see ``rename_conversation``)."""
         allowed = {"title", "model", "system_prompt", "sampling"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown conversation fields: {unknown}")
         if "sampling" in changes:
             changes["sampling"] = json.dumps(changes["sampling"])
+        if "title" in changes:
+            changes["title_edited"] = 1
         sets = ", ".join(f"{k} = ?" for k in changes)
         self._db.execute(
             f"UPDATE conversations SET {sets}, updated_at = ? WHERE id = ?",
@@ -223,12 +240,112 @@ class ChatStore:
         )
 
     @_saving
+    def rename_conversation(self, conversation_id: int, title: str) -> str:
+        """Give the conversation the user's ``title`` (kept from automatic titles from then on);
+        a blank one goes back to the title from its first message. Returns the title set. Its
+        place in the list does not change."""
+        title = " ".join(title.split())
+        edited = bool(title)
+        if not title:
+            first = self._db.execute(
+                "SELECT content FROM messages WHERE conversation_id = ? AND role = 'user'"
+                " ORDER BY id LIMIT 1",
+                (conversation_id,),
+            ).fetchone()
+            title = title_from(first[0]) if first else NEW_CHAT_TITLE
+        self._db.execute(
+            "UPDATE conversations SET title = ?, title_edited = ? WHERE id = ?",
+            (title, int(edited), conversation_id),
+        )
+        return title
+
+    @_saving
+    def set_automatic_title(self, conversation_id: int, title: str) -> bool:
+        """Set a title Hearth made (e.g. one the model wrote after the first reply), unless the
+        user has named the conversation. Returns whether it was set."""
+        title = " ".join(title.split())
+        if not title:
+            return False
+        cur = self._db.execute(
+            "UPDATE conversations SET title = ? WHERE id = ? AND title_edited = 0",
+            (title, conversation_id),
+        )
+        return cur.rowcount > 0
+
+    @_saving
+    def pin_conversation(self, conversation_id: int, pinned: bool = True) -> None:
+        """Pin (or unpin) a conversation: pinned ones head the list."""
+        self._db.execute(
+            "UPDATE conversations SET pinned = ? WHERE id = ?", (int(pinned), conversation_id)
+        )
+
+    @_saving
+    def trash_conversation(self, conversation_id: int) -> None:
+        """Delete a conversation so that it can still be restored: it leaves the list and the
+        search at once, and ``empty_trash`` removes it for good (the window calls it when its
+        Undo offer ends; any Hearth opening the chats removes what waited over ``TRASH_KEEP``)."""
+        self._db.execute(
+            "UPDATE conversations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+            (time.time(), conversation_id),
+        )
+
+    @_saving
+    def restore_conversation(self, conversation_id: int) -> bool:
+        """Undo ``trash_conversation``; False when it is no longer there to restore."""
+        cur = self._db.execute(
+            "UPDATE conversations SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL",
+            (conversation_id,),
+        )
+        return cur.rowcount > 0
+
+    def trashed_conversations(self) -> list[Conversation]:
+        """Conversations in the trash, the most recently deleted first."""
+        rows = self._db.execute(
+            "SELECT * FROM conversations WHERE deleted_at IS NOT NULL ORDER BY deleted_at DESC"
+        )
+        return [_conversation(r) for r in rows]
+
+    @_saving
+    def empty_trash(self, older_than: float = 0.0) -> int:
+        """Delete for good the conversations trashed over ``older_than`` seconds ago; returns
+        how many."""
+        before = time.time() - older_than
+        # Looked for first: opening the chats read-only (or beside a busy writer) must not need
+        # a write when the trash is empty.
+        if not self._db.execute(
+            "SELECT 1 FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ? LIMIT 1",
+            (before,),
+        ).fetchone():
+            return 0
+        cur = self._db.execute(
+            "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?",
+            (before,),
+        )
+        return cur.rowcount
+
+    @_saving
     def delete_conversation(self, conversation_id: int) -> None:
+        """Delete a conversation and its messages for good, at once (no undo)."""
         self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
-    # messages
+    # messages and branches
 
     def messages(self, conversation_id: int) -> list[Message]:
+        """The conversation as shown: the selected path from its first message to its last.
+
+        At every message the path goes on with the child selected (or added) last, so other
+        versions (edits, regenerations) stay in the store as branches; see ``siblings``,
+        ``select`` and ``all_messages``.
+        """
+        rows = self._db.execute(
+            _SELECTED_PATH + "SELECT messages.* FROM path JOIN messages ON messages.id = path.id"
+            " ORDER BY path.depth",
+            {"conversation": conversation_id},
+        )
+        return [_message(r) for r in rows]
+
+    def all_messages(self, conversation_id: int) -> list[Message]:
+        """Every message of every branch, oldest first (parents come before their children)."""
         rows = self._db.execute(
             "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
         )
@@ -237,6 +354,86 @@ class ChatStore:
     def message(self, message_id: int) -> Message | None:
         row = self._db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
         return _message(row) if row else None
+
+    def path_to(self, message_id: int) -> list[Message]:
+        """The messages from the conversation's first one down to ``message_id``, inclusive
+        (what came before it in its branch); empty when there is no such message."""
+        rows = self._db.execute(
+            "WITH RECURSIVE up(id, depth) AS (SELECT ?, 0 UNION ALL"
+            " SELECT m.parent_id, up.depth + 1 FROM messages m JOIN up ON m.id = up.id"
+            " WHERE m.parent_id IS NOT NULL)"
+            " SELECT messages.* FROM up JOIN messages ON messages.id = up.id"
+            " ORDER BY up.depth DESC",
+            (message_id,),
+        )
+        return [_message(r) for r in rows]
+
+    def children(self, message_id: int) -> list[Message]:
+        """The replies (or next messages) under ``message_id``, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM messages WHERE parent_id = ? ORDER BY id", (message_id,)
+        )
+        return [_message(r) for r in rows]
+
+    def siblings(self, message_id: int) -> Siblings | None:
+        """The versions of a message (it and the others under the same parent, oldest first)
+        and which of them it is: "2 of 3". None when there is no such message."""
+        row = self._db.execute(
+            "SELECT conversation_id, parent_id FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        ids = tuple(
+            r[0]
+            for r in self._db.execute(
+                "SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? ORDER BY id",
+                (row[0], row[1]),
+            )
+        )
+        return Siblings(ids, ids.index(message_id))
+
+    def path_siblings(self, conversation_id: int) -> dict[int, Siblings]:
+        """``siblings`` for every message of the shown path at once (by message id)."""
+        groups: dict[int | None, list[int]] = {}
+        for r in self._db.execute(
+            "SELECT id, parent_id FROM messages WHERE conversation_id = ? ORDER BY id",
+            (conversation_id,),
+        ):
+            groups.setdefault(r[1], []).append(r[0])
+        out: dict[int, Siblings] = {}
+        for m in self.messages(conversation_id):
+            ids = tuple(groups[m.parent_id])
+            out[m.id] = Siblings(ids, ids.index(m.id))
+        return out
+
+    @_saving
+    def select(self, message_id: int) -> None:
+        """Show the branch through ``message_id``: it and its ancestors become the selected
+        versions; below it the path follows the versions selected (or added) last. Kept in the
+        database, so the conversation reopens as it was left."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT conversation_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return
+            self._db.execute(
+                "WITH RECURSIVE up(id) AS (SELECT ? UNION ALL"
+                " SELECT m.parent_id FROM messages m JOIN up ON m.id = up.id"
+                " WHERE m.parent_id IS NOT NULL)"
+                " UPDATE messages SET selected_at = ? WHERE id IN (SELECT id FROM up)",
+                (message_id, self._selection_stamp(row[0])),
+            )
+
+    def _selection_stamp(self, conversation_id: int) -> float:
+        """Now, or just after the conversation's latest selection if the clock says otherwise
+        (a coarse or stepped-back clock must not leave a new choice unselected)."""
+        latest = self._db.execute(
+            "SELECT max(selected_at) FROM messages WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()[0]
+        now = time.time()
+        return now if latest is None or now > latest else latest + 1e-3
 
     @_saving
     def add_message(
@@ -247,9 +444,13 @@ class ChatStore:
         status: Status = "complete",
         model: str = "",
         writer: str | None = None,
+        *,
+        parent_id: int | Literal["end"] | None = "end",
     ) -> Message:
-        """Add a message at the end; a ``streaming`` one is written by this process unless
-        ``writer`` says otherwise."""
+        """Add a message after ``parent_id`` (None: a first message; by default the end of the
+        shown path) as the selected version there; a ``streaming`` one is written by this
+        process unless ``writer`` says otherwise. ``ValueError`` when the parent is not a
+        message of this conversation."""
         now = time.time()
         if writer is None:
             writer = this_writer() if status == "streaming" else ""
@@ -257,15 +458,29 @@ class ChatStore:
             # Reads, then writes: taken as a writer at once, or two processes adding messages
             # can deadlock and one fail with "database is locked".
             self._db.execute("BEGIN IMMEDIATE")
-            last = self._db.execute(
-                "SELECT id FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
-                (conversation_id,),
-            ).fetchone()
-            parent = last[0] if last else None
+            if parent_id == "end":
+                last = self._db.execute(
+                    _SELECTED_PATH
+                    + "SELECT id FROM path WHERE id IS NOT NULL ORDER BY depth DESC LIMIT 1",
+                    {"conversation": conversation_id},
+                ).fetchone()
+                parent = last[0] if last else None
+            else:
+                parent = parent_id
+                if (
+                    parent is not None
+                    and self._db.execute(
+                        "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?",
+                        (parent, conversation_id),
+                    ).fetchone()
+                    is None
+                ):
+                    raise ValueError(f"message {parent} is not in conversation {conversation_id}")
+            stamp = self._selection_stamp(conversation_id)
             cur = self._db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, content, status, model,"
-                " created_at, writer, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, parent, role, content, status, model, now, writer, now),
+                " created_at, writer, saved_at, selected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent, role, content, status, model, now, writer, now, stamp),
             )
             self._db.execute(
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id)
@@ -303,15 +518,40 @@ class ChatStore:
         )
 
     @_saving
-    def delete_messages_from(self, message_id: int) -> None:
-        """Delete a message and every later one in its conversation."""
-        row = self._db.execute(
-            "SELECT conversation_id FROM messages WHERE id = ?", (message_id,)
-        ).fetchone()
-        if row:
+    def resume_message(self, message_id: int) -> Message:
+        """Make a finished reply ``streaming`` again, written by this process, to continue it
+        (its text so far stays). ``ValueError`` when it is not a reply that can go on: one
+        streaming now, or one that has messages after it."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None or row["role"] != "assistant":
+                raise ValueError(f"message {message_id} is not a reply")
+            if row["status"] == "streaming":
+                raise ValueError("the reply is still being written")
+            if self._db.execute(
+                "SELECT 1 FROM messages WHERE parent_id = ? LIMIT 1", (message_id,)
+            ).fetchone():
+                raise ValueError("only the last message of a branch can be continued")
+            now = time.time()
             self._db.execute(
-                "DELETE FROM messages WHERE conversation_id = ? AND id >= ?", (row[0], message_id)
+                "UPDATE messages SET status = 'streaming', error = NULL, writer = ?, saved_at = ?"
+                " WHERE id = ?",
+                (this_writer(), now, message_id),
             )
+            self._db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                (now, row["conversation_id"]),
+            )
+        resumed = self.message(message_id)
+        assert resumed is not None
+        return resumed
+
+    @_saving
+    def delete_message(self, message_id: int) -> None:
+        """Delete a message and everything under it (its replies and their branches). The shown
+        path then goes on through the version selected before it, if any."""
+        self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     # export
 
@@ -378,6 +618,9 @@ def _conversation(r: sqlite3.Row) -> Conversation:
         sampling,
         r["created_at"],
         r["updated_at"],
+        bool(r["pinned"]),
+        bool(r["title_edited"]),
+        r["deleted_at"],
     )
 
 

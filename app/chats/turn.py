@@ -1,20 +1,33 @@
 """One exchange with a model, recorded as it happens: the reply lifecycle every front end uses.
 
-The window, the command line and (later) the API server each start a ``Turn`` and feed it what
-the engine streams; none of them writes messages itself. A turn saves the user's message (and
-the conversation, on its first message), builds what the engine reads from the store, records the
+The window, the command line and the API server each start a ``Turn`` and feed it what the
+engine streams; none of them writes messages itself. A turn saves the user's message (and the
+conversation, on its first message), builds what the engine reads from the store, records the
 streaming reply (saved at most once a ``SAVE_INTERVAL``, so a crash loses at most that much), and
 ends it once: finished with its stats, stopped, or failed with the reason.
+
+Four ways to start one, all ending the same way:
+
+- ``Turn.start``: a new message at the end of the shown path;
+- ``Turn.regenerate``: another reply to a user message, beside the earlier ones;
+- ``Turn.edit``: a new version of a user message (beside the old one), and a reply to it;
+- ``Turn.continue_reply``: more of a reply that stopped (the token limit), in the same message.
+
+``reply_for(engine, turn, ...)`` asks the engine for what the turn needs (a chat reply, or for a
+continuation the text after the reply so far).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from typing import Any
 
-from app.chats.history import engine_messages, reply_status, title_from
+from app.chats.history import can_continue, engine_messages, reply_status, title_from
 from app.chats.store import ChatStore, ChatStoreError, Conversation, Message, Status
-from app.engine.types import ChatMessage, GenerationStats
+from app.engine.types import NO_RULES, ChatMessage, Engine, GenerationStats, Reply, ReplyRules
+from app.settings import Sampling
 
 SAVE_INTERVAL = 1.0
 
@@ -28,13 +41,16 @@ class Turn:
         reply: Message,
         history: list[ChatMessage],
         created: bool,
+        continues: str = "",
     ) -> None:
         self.store = store
         self.conversation = conversation
-        self.user = user
+        self.user = user  # the message replied to (for an edit, its new version)
         self.reply = reply
-        self.history = history  # what the engine reads for this reply
+        self.history = history  # what the engine reads for this reply (before it)
         self.created = created  # the conversation was saved with this turn's message
+        # The reply's text before this turn, which the engine continues ("" for a new reply).
+        self.continues = continues
         self.status: Status = "streaming"
         self.stats: GenerationStats | None = None
         self.error: str | None = None
@@ -42,6 +58,7 @@ class Turn:
         self.save_error = ""  # why the reply as shown is not all saved ("" when it is)
         self._dirty = False
         self._saved_at = time.monotonic()
+        self._earlier_stats: dict[str, Any] = {}  # a continued reply's stats before it
 
     @classmethod
     def start(
@@ -71,12 +88,84 @@ class Turn:
                 if created:
                     store.delete_conversation(conversation.id)
                 elif user is not None:
-                    store.delete_messages_from(user.id)
+                    store.delete_message(user.id)
             raise
         return cls(store, conversation, user, reply, history, created)
 
+    @classmethod
+    def regenerate(cls, store: ChatStore, message_id: int, *, model_name: str) -> Turn:
+        """Another reply to the user message ``message_id`` — or, given a reply, to the user
+        message it answered — saved beside the earlier replies (which stay, as branches) and
+        shown. ``ValueError`` when there is no such user message."""
+        user = _message(store, message_id)
+        if user.role == "assistant" and user.parent_id is not None:
+            user = _message(store, user.parent_id)
+        if user.role != "user":
+            raise ValueError(f"message {message_id} is not a user message or a reply to one")
+        conversation = _conversation(store, user.conversation_id)
+        history = engine_messages(conversation, store.path_to(user.id))
+        reply = store.add_message(
+            conversation.id, "assistant", "", "streaming", model_name, parent_id=user.id
+        )
+        return cls(store, conversation, user, reply, history, False)
+
+    @classmethod
+    def edit(cls, store: ChatStore, message_id: int, text: str, *, model_name: str) -> Turn:
+        """A new version of the user message ``message_id`` with ``text``, beside the old one
+        (which stays, with its replies, as a branch), and a reply to it; the new version is
+        shown. ``ValueError`` when ``message_id`` is not a user message."""
+        old = _message(store, message_id)
+        if old.role != "user":
+            raise ValueError(f"message {message_id} is not a user message")
+        conversation = _conversation(store, old.conversation_id)
+        user = store.add_message(conversation.id, "user", text, parent_id=old.parent_id)
+        try:
+            history = engine_messages(conversation, store.path_to(user.id))
+            reply = store.add_message(
+                conversation.id, "assistant", "", "streaming", model_name, parent_id=user.id
+            )
+        except ChatStoreError:
+            with contextlib.suppress(ChatStoreError):
+                store.delete_message(user.id)
+                store.select(old.id)
+            raise
+        return cls(store, conversation, user, reply, history, False)
+
+    @classmethod
+    def continue_reply(cls, store: ChatStore, message_id: int) -> Turn:
+        """More of the reply ``message_id`` (one that stopped on the token limit, or was
+        stopped: ``history.can_continue``), appended to the same message. ``ValueError`` when it
+        cannot be continued (it failed, is empty, is still streaming, or has messages after it).
+        """
+        old = _message(store, message_id)
+        if not can_continue(old):
+            raise ValueError("only a reply that stopped early can be continued")
+        conversation = _conversation(store, old.conversation_id)
+        before = store.path_to(message_id)[:-1]
+        if not before:
+            raise ValueError("a reply without a message before it cannot be continued")
+        reply = store.resume_message(message_id)
+        store.select(message_id)
+        turn = cls(
+            store,
+            conversation,
+            before[-1],
+            reply,
+            engine_messages(conversation, before),
+            False,
+            continues=old.content,
+        )
+        turn._earlier_stats = old.stats
+        return turn
+
     @property
     def text(self) -> str:
+        """The reply's whole text so far (for a continuation, with what it had before)."""
+        return self.continues + "".join(self._parts)
+
+    @property
+    def new_text(self) -> str:
+        """What this turn added to the reply."""
         return "".join(self._parts)
 
     @property
@@ -125,7 +214,7 @@ class Turn:
                 content=self.text,
                 status=status,
                 error=error,
-                stats=stats.to_json() if stats else {},
+                stats=self._stats_json(),
             )
         except ChatStoreError as e:  # shown whole all the same; its front end says it is unsaved
             self.save_error = str(e)
@@ -145,6 +234,52 @@ class Turn:
             self.status,
             self.error,
             self.reply.model,
-            self.stats.to_json() if self.stats else {},
+            self._stats_json(),
             self.reply.created_at,
         )
+
+    def _stats_json(self) -> dict[str, Any]:
+        """The reply's stats as saved: a continued reply counts the tokens and time of all its
+        parts; the other figures are the last part's."""
+        if self.stats is None:  # ended before the engine said anything: earlier figures stay
+            return dict(self._earlier_stats)
+        out = self.stats.to_json()
+        if self._earlier_stats:
+            for key in ("generated_tokens", "generation_seconds"):
+                earlier = self._earlier_stats.get(key)
+                if isinstance(earlier, int | float) and not isinstance(earlier, bool):
+                    out[key] += earlier
+            if out["generation_seconds"] > 0:
+                out["tokens_per_second"] = out["generated_tokens"] / out["generation_seconds"]
+        return out
+
+
+def reply_for(
+    engine: Engine,
+    turn: Turn,
+    sampling: Sampling,
+    cancel: threading.Event,
+    rules: ReplyRules = NO_RULES,
+) -> Reply:
+    """Ask ``engine`` for the reply ``turn`` records: a chat reply to its history, or, when it
+    continues a reply, the plain-text completion of the prompt the chat template makes of the
+    history followed by the reply so far (so the model goes on mid-sentence). Called where the
+    engine lives (its thread); raises what ``Engine.chat``/``complete``/``format_prompt`` raise.
+    """
+    if not turn.continues:
+        return engine.chat(turn.history, sampling, cancel, rules)
+    prompt = engine.format_prompt(turn.history) + turn.continues
+    return engine.complete(prompt, sampling, cancel, rules)
+
+
+def _message(store: ChatStore, message_id: int) -> Message:
+    message = store.message(message_id)
+    if message is None:
+        raise ValueError(f"no message {message_id}")
+    return message
+
+
+def _conversation(store: ChatStore, conversation_id: int) -> Conversation:
+    conversation = store.conversation(conversation_id)
+    assert conversation is not None  # messages go with their conversation (ON DELETE CASCADE)
+    return conversation

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.chats.history import engine_messages, title_from
+from app.chats.schema import MIGRATIONS
 from app.chats.store import ChatStore, ChatStoreError, export_markdown
 
 
@@ -41,7 +42,7 @@ def test_wal_and_schema_version(db: Path) -> None:
     ChatStore(db).close()
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     raw.execute("PRAGMA user_version = 99")
     raw.close()
     with pytest.raises(ChatStoreError, match="newer Hearth"):

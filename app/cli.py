@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     export = chats.add_parser("export", help="export conversations")
     export.add_argument("--format", choices=["json", "md"], default="json")
     export.add_argument("id", nargs="?", type=int, help="one conversation (default: all)")
+    find = chats.add_parser("search", help="find words in every conversation")
+    find.add_argument("query", help='words to find (all of them; "a phrase" in quotes)')
+    find.add_argument("--json", action="store_true", help="machine-readable output")
+    find.add_argument("--rank", action="store_true", help="best matches first, not newest")
+    find.add_argument("--limit", type=int, default=20)
     return p
 
 
@@ -356,6 +361,8 @@ def _chats(args: argparse.Namespace) -> int:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
                 print(f"{c.id:>5}  {when}  {c.title}")
             return 0
+        if args.chats_command == "search":
+            return _chats_search(store, args)
         ids = [args.id] if args.id is not None else None
         if args.id is not None and (not 0 < args.id < 2**63 or store.conversation(args.id) is None):
             raise CliError(f"No conversation with id {args.id}. See `hearth chats list`.")
@@ -368,6 +375,47 @@ def _chats(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _chats_search(store: ChatStore, args: argparse.Namespace) -> int:
+    hits = store.search(
+        readable(args.query), order="rank" if args.rank else "newest", limit=max(args.limit, 1)
+    )
+    if args.json:
+        out = [
+            {
+                "conversation_id": h.conversation_id,
+                "title": h.title,
+                "message_id": h.message_id,
+                "role": h.role,
+                "created_at": h.created_at,
+                "snippet": h.snippet,
+                "highlights": h.highlights,
+            }
+            for h in hits
+        ]
+        json.dump(out, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 0
+    if not hits:
+        print(f"Nothing found for {args.query!r}.", file=sys.stderr)
+        return 0
+    tty = _is_terminal(sys.stdout)
+    shown = _shown_on(sys.stdout)
+    before, after = ("\x1b[1m", "\x1b[0m") if tty else ("[", "]")
+    for h in hits:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(h.created_at))
+        who = {"user": "you", "assistant": "reply"}.get(h.role, h.role)
+        print(f"{h.conversation_id:>5}  {when}  {shown(h.title)}  ({who}, message {h.message_id})")
+        print(f"       {' '.join(h.marked(before, after, shown).split())}")
+    return 0
+
+
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (ValueError, OSError):
+        return False
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from app.chats.schema import migrate
+from app.chats.search import Order, SearchHit, search
 from app.chats.titles import title_from
 from app.chats.writers import this_writer, writer_alive
 
@@ -552,6 +553,16 @@ class ChatStore:
         """Delete a message and everything under it (its replies and their branches). The shown
         path then goes on through the version selected before it, if any."""
         self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    # search
+
+    def search(
+        self, text: str, *, order: Order = "newest", limit: int = 50, offset: int = 0
+    ) -> list[SearchHit]:
+        """Messages of all conversations matching what the user typed (any text: it is never
+        read as query syntax), the newest first or the best matches first (``order="rank"``).
+        Hits may be in branches not shown: ``select(hit.message_id)`` shows one."""
+        return search(self._db, text, order=order, limit=limit, offset=offset)
 
     # export
 

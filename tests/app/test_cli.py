@@ -435,3 +435,39 @@ def test_print_prompt_shows_the_exact_text_and_its_template_and_saves_nothing(
     assert json.loads(out)["conversations"] == []  # printing a prompt is not a chat
     code, _, err = run(capsys, "chat", "--print-prompt", "-m", str(tiny_model))
     assert (code, err.startswith("hearth: --print-prompt needs the message")) == (1, True)
+
+
+def _seed_chats() -> dict[str, int]:
+    from app.chats.store import ChatStore
+
+    store = ChatStore(AppContext.open().paths.chats_db)
+    trip = store.create_conversation(title="Lisbon trip", model="m", system_prompt="")
+    store.add_message(trip.id, "user", "Which tram goes up to the castle?")
+    store.add_message(trip.id, "assistant", "Tram 28 passes close to it.")
+    other = store.create_conversation(title="Bread", model="m", system_prompt="")
+    store.add_message(other.id, "user", "A sourdough starter, step by step")
+    store.close()
+    return {"trip": trip.id, "bread": other.id}
+
+
+def test_chats_search_finds_words_across_conversations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ids = _seed_chats()
+    code, out, err = run(capsys, "chats", "search", "tram")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert len(lines) == 4  # two hits, newest first: a heading and a snippet each
+    assert "Lisbon trip" in lines[0]
+    assert "(reply, message" in lines[0]
+    assert "[Tram] 28 passes close to it." in lines[1]
+    assert "Which [tram] goes up" in lines[3]
+    code, out, _ = run(capsys, "chats", "search", "--json", "sourdough starter")
+    [hit] = json.loads(out)
+    assert hit["conversation_id"] == ids["bread"]
+    assert hit["title"] == "Bread"
+    start, end = hit["highlights"][0]
+    assert hit["snippet"][start:end] == "sourdough"
+    code, out, err = run(capsys, "chats", "search", 'AND "(')
+    assert (code, out) == (0, "")
+    assert "Nothing found" in err

@@ -59,11 +59,15 @@ def write_tiny_model(
     block_count: int | None = None,
     rms_eps: float = 1e-5,
     expert_count: int | None = None,
+    control_tokens: tuple[str, ...] = (),
+    eos_token: str | None = None,
 ) -> Path:
     """A real, loadable llama-architecture GGUF of ~1 MB: random weights, a byte-level vocab.
 
     ``block_count``, ``rms_eps`` and ``expert_count`` change only what the header says (the
     tensors stay those of 2 layers): hostile or broken headers for the validator.
+    ``control_tokens`` go at the end of the vocabulary (a template's own markers); ``eos_token``
+    names the end-of-sequence token (default ``<|im_end|>`` with a template, ``</s>`` without).
     """
     import gguf
 
@@ -82,6 +86,8 @@ def write_tiny_model(
     words = ["▁the", "▁a", "▁hello", "▁world", "▁fire", "▁warm", "e", "t", "o", "▁"]
     tokens += words
     types += [gguf.TokenType.NORMAL] * len(words)
+    tokens += control_tokens
+    types += [gguf.TokenType.CONTROL] * len(control_tokens)
     n_vocab = len(tokens)
 
     w = gguf.GGUFWriter(str(path), architecture)
@@ -100,10 +106,17 @@ def write_tiny_model(
     w.add_license("apache-2.0")
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
-    w.add_token_scores([0.0] * 5 + [-1000.0] * 256 + [-float(i) for i in range(len(words))])
+    w.add_token_scores(
+        [0.0] * 5
+        + [-1000.0] * 256
+        + [-float(i) for i in range(len(words))]
+        + [0.0] * len(control_tokens)
+    )
     w.add_token_types(types)
     w.add_bos_token_id(1)
-    w.add_eos_token_id(4 if chat_template else 2)
+    w.add_eos_token_id(
+        tokens.index(eos_token) if eos_token is not None else 4 if chat_template else 2
+    )
     w.add_unk_token_id(0)
     w.add_add_bos_token(False)
     if chat_template:

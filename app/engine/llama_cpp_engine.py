@@ -34,7 +34,7 @@ from app.engine.kv_context import FIRST_CONTEXT, KvContext
 from app.engine.native import llama, load_model, release_freed_memory, supports_gpu_offload
 from app.engine.prompt_cache import PromptCache, common_prefix
 from app.engine.sampling import TokenPicker
-from app.engine.stops import StopScanner
+from app.engine.stops import StopScanner, TurnEnd, turn_end_stops
 from app.engine.templates import ChatTemplate, resolve_template
 from app.engine.types import (
     NO_RULES,
@@ -84,6 +84,7 @@ class _Session:
     template: ChatTemplate
     context: KvContext
     prompt_cache: PromptCache
+    turn_end: TurnEnd  # where a chat reply ends besides the vocabulary's end-of-generation tokens
 
 
 class LlamaCppEngine:
@@ -223,6 +224,8 @@ class LlamaCppEngine:
             template, source, template_name = resolve_template(None, "")
             notice = f"The chat template could not be used ({e}); Hearth uses ChatML instead."
             chat_template = ChatTemplate(template, vocab.bos_text, vocab.eos_text)
+        turn_end = turn_end_stops(chat_template.turn_end(), vocab)
+        log.info("chat replies end at %s or an end-of-generation token", turn_end)
         loaded = LoadedModel(
             path=path,
             name=info.name,
@@ -233,7 +236,7 @@ class LlamaCppEngine:
             notice=notice,
             safe_cpu=params.safe_cpu,
         )
-        return _Session(model, loaded, vocab, chat_template, context, PromptCache(vocab))
+        return _Session(model, loaded, vocab, chat_template, context, PromptCache(vocab), turn_end)
 
     def unload(self) -> None:
         session, self._session = self._session, None
@@ -383,7 +386,11 @@ class LlamaCppEngine:
         rules: ReplyRules = NO_RULES,
     ) -> Reply:
         return self._reply(
-            lambda reserve: self.prompt_tokens(messages, reserve), sampling, cancel, rules
+            lambda reserve: self.prompt_tokens(messages, reserve),
+            sampling,
+            cancel,
+            rules,
+            self._current().turn_end,
         )
 
     def complete(
@@ -394,7 +401,7 @@ class LlamaCppEngine:
         rules: ReplyRules = NO_RULES,
     ) -> Reply:
         return self._reply(
-            lambda reserve: self.text_tokens(prompt, reserve), sampling, cancel, rules
+            lambda reserve: self.text_tokens(prompt, reserve), sampling, cancel, rules, TurnEnd()
         )
 
     def text_tokens(self, prompt: str, reserve: int) -> tuple[list[int], int]:
@@ -418,12 +425,15 @@ class LlamaCppEngine:
         sampling: Sampling,
         cancel: threading.Event,
         rules: ReplyRules,
+        turn_end: TurnEnd,
     ) -> Reply:
         if self._session is None:
             raise EngineError("No model is loaded.")
         grammar = grammar_for(rules.response_format)
         stats = GenerationStats()
-        deltas = self._generate(prompt, sampling.clamped(), cancel, stats, grammar, rules.stop)
+        deltas = self._generate(
+            prompt, sampling.clamped(), cancel, stats, grammar, rules.stop, turn_end
+        )
         return Reply(deltas, stats)
 
     def _generate(
@@ -434,6 +444,7 @@ class LlamaCppEngine:
         stats: GenerationStats,
         grammar: str,
         stop: tuple[str, ...],
+        turn_end: TurnEnd,
     ) -> Iterator[str]:
         lib = llama()
         started = time.perf_counter()
@@ -467,7 +478,8 @@ class LlamaCppEngine:
             picker = TokenPicker(lib, vocab.handle, sampling, grammar)
         except ValueError as e:
             raise InvalidRequest(f"the grammar cannot be used: {e}") from None
-        stops = StopScanner(stop)
+        stops = StopScanner(stop + turn_end.strings)
+        end_tokens = turn_end.tokens
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         one = (lib.llama_token * 1)()
         pick, decode, batch_one = picker.pick, lib.llama_decode, lib.llama_batch_get_one
@@ -479,7 +491,7 @@ class LlamaCppEngine:
         try:
             while True:
                 token = pick(ctx)
-                if is_eog(vocab_handle, token):
+                if is_eog(vocab_handle, token) or token in end_tokens:
                     stats.stop_reason = "eos"
                     break
                 generated += 1

@@ -3,7 +3,11 @@
 The environment is the one Hugging Face's ``apply_chat_template`` gives templates (trim_blocks,
 lstrip_blocks, loop controls, a ``tojson`` that keeps non-ASCII text, the ``{% generation %}``
 tag passed through) and so are the variables: ``messages``, ``bos_token``, ``eos_token``,
-``add_generation_prompt``, ``raise_exception``, ``strftime_now``, ``tools``.
+``add_generation_prompt``, ``raise_exception``, ``strftime_now``, ``tools``; llama.cpp's server
+adds ``date_string`` and ``datetime`` (today's date, which Llama 3.1's and FireFunction's
+templates write into the system turn) and ``enable_thinking``, true unless a conversation turns
+thinking off (templates made for GGUF files count on it being there: llama.cpp's copies of
+QwQ's and DeepSeek R1's close the ``<think>`` at once when it is missing).
 
 Jinja's sandbox already forbids file and attribute access and caps ``range``; on top of that a
 prompt may not outgrow MAX_PROMPT_CHARS (checked as it is produced, so a template cannot fill
@@ -105,37 +109,40 @@ def render(
     bos_token: str,
     eos_token: str,
     limit: int = MAX_PROMPT_CHARS,
+    *,
+    add_generation_prompt: bool = True,
+    enable_thinking: bool = True,
 ) -> str:
-    """The prompt for ``messages`` with the assistant's header after them.
+    """The prompt for ``messages``, with the assistant's header after them when
+    ``add_generation_prompt``.
 
     Templates written for tool use may iterate ``tools`` without a default: rendered first with
     none (``tools`` undefined-like None, which most test for), then with an empty list.
     """
+    variables: dict[str, Any] = {
+        "messages": messages,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "add_generation_prompt": add_generation_prompt,
+        "raise_exception": _raise_exception,
+        "strftime_now": _strftime_now,
+        "date_string": datetime.now().strftime("%d %b %Y"),
+        "datetime": datetime.now().strftime("%b %d %Y"),
+        # FireFunction's template appends the tool list, as JSON text, to its system prompt
+        # without a default; llama.cpp passes "" when there are no tools.
+        "functions": "",
+        "enable_thinking": enable_thinking,
+    }
     try:
-        return _collect(template, messages, bos_token, eos_token, None, limit)
+        return _collect(template, {**variables, "tools": None}, limit)
     except TemplateTooLarge:
         raise
     except TypeError:
-        return _collect(template, messages, bos_token, eos_token, [], limit)
+        return _collect(template, {**variables, "tools": []}, limit)
 
 
-def _collect(
-    template: Template,
-    messages: list[Any],
-    bos_token: str,
-    eos_token: str,
-    tools: list[Any] | None,
-    limit: int,
-) -> str:
-    pieces: Iterator[str] = template.generate(
-        messages=messages,
-        bos_token=bos_token,
-        eos_token=eos_token,
-        add_generation_prompt=True,
-        raise_exception=_raise_exception,
-        strftime_now=_strftime_now,
-        tools=tools,
-    )
+def _collect(template: Template, variables: dict[str, Any], limit: int) -> str:
+    pieces: Iterator[str] = template.generate(**variables)
     parts: list[str] = []
     size = 0
     for piece in pieces:

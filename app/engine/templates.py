@@ -9,6 +9,7 @@ says so instead, uses ChatML (what most modern small models were tuned on), and 
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -138,23 +139,55 @@ class ChatTemplate:
     def __init__(self, template: str, bos_text: str, eos_text: str) -> None:
         self._template = compile_template(template)
         self._bos, self._eos = bos_text, eos_text
-        self._last: tuple[list[ChatMessage], str] | None = None
+        self._last: tuple[list[ChatMessage], bool, str] | None = None
         self.folds_system = False  # the template has no system role (see format)
         self._notice = ""
+        self._thinking_switch: bool | None = None
 
-    def render(self, messages: list[ChatMessage]) -> str:
-        """The template applied to ``messages``, with the assistant's header to reply after."""
+    @property
+    def has_thinking_switch(self) -> bool:
+        """Whether ``enable_thinking`` changes the prompt (Qwen 3, SmolLM3, GLM-4.6…): whether a
+        "think" switch does anything for this model. Found as llama.cpp finds it, by rendering a
+        message both ways."""
+        if self._thinking_switch is None:
+            hello: list[ChatMessage] = [{"role": "user", "content": "Hello"}]
+            try:
+                self._thinking_switch = self.render(hello, enable_thinking=False) != self.render(
+                    hello, enable_thinking=True
+                )
+            except Exception:  # a template that rejects the question has no switch to offer
+                self._thinking_switch = False
+        return self._thinking_switch
+
+    def render(
+        self,
+        messages: list[ChatMessage],
+        *,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+    ) -> str:
+        """The template applied to ``messages``, with the assistant's header to reply after
+        (unless ``add_generation_prompt`` is False)."""
         with _time_limit(RENDER_SECONDS):
-            return render(self._template, list(messages), self._bos, self._eos)
+            return render(
+                self._template,
+                template_messages(messages),
+                self._bos,
+                self._eos,
+                add_generation_prompt=add_generation_prompt,
+                enable_thinking=enable_thinking,
+            )
 
-    def format(self, messages: list[ChatMessage]) -> str:
+    def format(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:
         """``render``, once per conversation; EngineError when the template rejects it or does
-        not finish."""
-        if self._last is not None and self._last[0] == messages:
-            return self._last[1]
+        not finish. ``enable_thinking`` False asks a reasoning model to answer without thinking,
+        where its template has that switch (``has_thinking_switch``)."""
+        last = self._last
+        if last is not None and last[0] == messages and last[1] == enable_thinking:
+            return last[2]
         try:
             try:
-                prompt = self.render(messages)
+                prompt = self.render(messages, enable_thinking=enable_thinking)
             except (_TooLong, TemplateTooLarge):
                 raise
             except Exception:
@@ -163,7 +196,7 @@ class ChatTemplate:
                     raise
                 # Templates without a system role (Gemma's) reject one; LM Studio and others
                 # put the system prompt at the start of the first user message instead.
-                prompt = self.render(folded)
+                prompt = self.render(folded, enable_thinking=enable_thinking)
                 if not self.folds_system:
                     self.folds_system = True
                     self._notice = FOLDED_NOTICE
@@ -179,13 +212,75 @@ class ChatTemplate:
             ) from None
         except Exception as e:
             raise EngineError(f"The model's chat template rejected the conversation: {e}") from None
-        self._last = ([cast(ChatMessage, dict(m)) for m in messages], prompt)
+        self._last = ([cast(ChatMessage, dict(m)) for m in messages], enable_thinking, prompt)
         return prompt
+
+    def turn_end(self) -> str:
+        """The marker the template writes right after an assistant's reply (``<|im_end|>``,
+        ``<end_of_turn>``, ``<|eot_id|>``, ``</s>``…): where the model learnt to end its turn.
+        "" when the template writes no marker there.
+
+        Read from the template itself, as llama.cpp's chat-format analysis does. First the reply
+        is rendered as the last message of a finished conversation, where templates write the
+        marker that ends a generation (gpt-oss' ``<|return|>``, not the ``<|end|>`` that closes
+        its messages in history); a template that writes nothing there (GLM's, whose model
+        ends by starting the user's turn) is asked for the reply followed by a user message.
+        """
+        user: ChatMessage = {"role": "user", "content": "Hello"}
+        reply: ChatMessage = {"role": "assistant", "content": _PROBE_REPLY}
+        for convo, add_prompt in (([user, reply], False), ([user, reply, user], True)):
+            try:
+                text = self.render(convo, add_generation_prompt=add_prompt)
+            except (_TooLong, TemplateTooLarge):  # no second wait for a template this slow
+                return ""
+            except Exception:  # a template that refuses such a conversation says nothing here
+                continue
+            at = text.find(_PROBE_REPLY)
+            if at < 0:
+                continue
+            marker = _MARKUP.match(text, at + len(_PROBE_REPLY))
+            if marker:
+                return marker.group(1)
+        return ""
 
     def take_notice(self) -> str:
         """What the user should hear once about how conversations are formatted (then "")."""
         notice, self._notice = self._notice, ""
         return notice
+
+
+_PROBE_REPLY = "Hearth-probe-reply"
+# A special token as templates write them: <|im_end|>, </s>, <｜end▁of▁sentence｜>, [EOT]…
+_MARKUP = re.compile(r"\s*(<[^<>\s]{1,48}>|\[[^\[\]\s]{1,48}\])")
+THINK_START, THINK_END = "<think>", "</think>"
+
+
+def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """``messages`` as chat templates expect them: an assistant reply's thinking (up to its
+    ``</think>``) moved out of ``content`` into ``reasoning_content`` (and ``thinking``, gpt-oss'
+    name for it), as llama.cpp's server passes replies it parsed, split where Qwen's and
+    DeepSeek's templates split a reply themselves.
+
+    Each template then decides whether earlier thinking goes back to the model: Qwen 3 and
+    DeepSeek R1 leave it out, gpt-oss keeps it only around tool calls, Seed-OSS keeps it; one
+    that knows neither field leaves it out, as reasoning models are meant to be prompted.
+    """
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        content = m["content"]
+        at = content.find(THINK_END) if m["role"] == "assistant" else -1
+        if at < 0:
+            out.append(dict(m))
+            continue
+        # The reply may start inside its thinking: R1's and others' prompts open the <think>.
+        thought = content[:at].split(THINK_START)[-1].strip("\n")
+        rest = content[content.rfind(THINK_END) + len(THINK_END) :].lstrip("\n")
+        entry: dict[str, Any] = {**m, "content": rest}
+        if thought.strip():
+            entry["reasoning_content"] = thought
+            entry["thinking"] = thought
+        out.append(entry)
+    return out
 
 
 TEMPLATE_SOURCES = {

@@ -46,6 +46,12 @@ class Vocabulary:
             tokens.insert(0, self.bos_id)
         return tokens
 
+    def single_token(self, text: str) -> int:
+        """The token that is the whole of ``text`` (a special token's name included), or -1
+        when the vocabulary writes it with several or none."""
+        tokens = self.tokenize(text.encode(), add_bos=False)
+        return tokens[0] if len(tokens) == 1 else -1
+
     def piece(self, token: int) -> bytes:
         """The bytes a token adds to the reply (empty for special tokens such as end of turn)."""
         piece = self._pieces.get(token)

@@ -8,6 +8,7 @@ marker that ends a turn), written here by hand, not read back from the renders.
 
 from __future__ import annotations
 
+import datetime
 import re
 import threading
 from collections.abc import Iterator
@@ -393,8 +394,6 @@ def test_gpt_oss_gets_earlier_thinking_out_of_the_final_channel() -> None:
 
 
 def test_llama_3_1_is_told_the_date() -> None:
-    import datetime
-
     prompt = template_of("meta-llama-Llama-3.1-8B-Instruct").format([msg("user", FIRST)])
     assert f"Today Date: {datetime.date.today():%d %b %Y}" in prompt
 

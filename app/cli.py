@@ -109,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     export = chats.add_parser("export", help="export conversations")
     export.add_argument("--format", choices=["json", "md"], default="json")
     export.add_argument("id", nargs="?", type=int, help="one conversation (default: all)")
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (default: standard output)"
+    )
+    imp = chats.add_parser(
+        "import", help="import Hearth's JSON export or ChatGPT's conversations.json (or its ZIP)"
+    )
+    imp.add_argument("file")
     find = chats.add_parser("search", help="find words in every conversation")
     find.add_argument("query", help='words to find (all of them; "a phrase" in quotes)')
     find.add_argument("--json", action="store_true", help="machine-readable output")
@@ -351,7 +358,7 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _chats(args: argparse.Namespace) -> int:
-    from app.chats.store import export_markdown
+    from app.chats.transfer import export_markdown
 
     ctx = _context()
     store = _open_store(ctx)
@@ -363,18 +370,59 @@ def _chats(args: argparse.Namespace) -> int:
             return 0
         if args.chats_command == "search":
             return _chats_search(store, args)
+        if args.chats_command == "import":
+            return _chats_import(store, args)
         ids = [args.id] if args.id is not None else None
         if args.id is not None and (not 0 < args.id < 2**63 or store.conversation(args.id) is None):
             raise CliError(f"No conversation with id {args.id}. See `hearth chats list`.")
         data = store.export(ids)
-        if args.format == "md":
+        if args.output:
+            from pathlib import Path
+
+            from app.fileio import atomic_write_text
+
+            text = export_markdown(data) if args.format == "md" else _json_text(data)
+            try:
+                atomic_write_text(Path(args.output), text)
+            except OSError as e:
+                raise CliError(f"{args.output} could not be written: {e.strerror or e}.") from None
+            count = len(data["conversations"])
+            print(f"Exported {count} conversation{'s' if count != 1 else ''} to {args.output}")
+        elif args.format == "md":
             sys.stdout.write(for_terminal(export_markdown(data), sys.stdout))
         else:
-            json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-            print()
+            sys.stdout.write(_json_text(data))
         return 0
     finally:
         store.close()
+
+
+def _json_text(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _chats_import(store: ChatStore, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.chats.store import ChatStoreError
+    from app.chats.transfer import TransferError, read_import
+
+    try:
+        result = store.import_conversations(read_import(Path(args.file)))
+    except (TransferError, ChatStoreError) as e:
+        raise CliError(str(e)) from None
+
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'s' if n != 1 else ''}"
+
+    line = (
+        f"Imported {count(result.conversations, 'conversation')} with "
+        f"{count(result.messages, 'message')}"
+    )
+    if result.skipped:
+        line += f" ({count(result.skipped, 'conversation')} already here, left as they are)"
+    print(line + ".")
+    return 0
 
 
 def _chats_search(store: ChatStore, args: argparse.Namespace) -> int:

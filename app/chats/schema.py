@@ -71,6 +71,13 @@ MIGRATIONS: list[str] = [
     END;
     INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
     """,
+    # 5: a conversation's id everywhere (kept through export and import; a ChatGPT import keeps
+    # ChatGPT's), so that importing a file again adds nothing twice
+    """
+    ALTER TABLE conversations ADD COLUMN uid TEXT;
+    UPDATE conversations SET uid = lower(hex(randomblob(16)));
+    CREATE UNIQUE INDEX conversations_by_uid ON conversations(uid);
+    """,
 ]
 
 

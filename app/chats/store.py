@@ -11,27 +11,49 @@ selected path: at each message, the child selected or added last (``messages``, 
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal
 
+from app.chats.listing import NEW_CHAT_TITLE, TRASH_KEEP, ConversationList
+from app.chats.records import (
+    ChatStoreError,
+    Conversation,
+    Message,
+    Role,
+    Siblings,
+    Status,
+    conversation_from_row,
+    message_from_row,
+    saving,
+)
 from app.chats.schema import migrate
 from app.chats.search import Order, SearchHit, search
-from app.chats.titles import title_from
+from app.chats.transfer import (
+    ImportedConversation,
+    ImportResult,
+    export_conversations,
+    import_conversations,
+    new_uid,
+)
 from app.chats.writers import this_writer, writer_alive
 
-Role = Literal["system", "user", "assistant"]
-Status = Literal["complete", "streaming", "interrupted", "error"]
+__all__ = [
+    "NEW_CHAT_TITLE",
+    "TRASH_KEEP",
+    "ChatStore",
+    "ChatStoreError",
+    "Conversation",
+    "Message",
+    "Role",
+    "SearchHit",
+    "Siblings",
+    "Status",
+]
 
-NEW_CHAT_TITLE = "New chat"
-# How long a trashed conversation waits for Undo at most: any Hearth opening the chats deletes
-# older ones for good (the window empties its trash itself when its Undo offer ends).
-TRASH_KEEP = 3600.0
 
 # The shown path of conversation :conversation, as rows (id, depth) from its first message; the
 # last row's id is NULL. At each level the child selected or added last wins.
@@ -47,88 +69,7 @@ WITH RECURSIVE path(id, depth) AS (
 """
 
 
-@dataclass
-class Conversation:
-    id: int
-    title: str
-    model: str
-    system_prompt: str
-    sampling: dict[str, Any]  # raw JSON; typed: ``ChatSettings.from_json`` / store.chat_settings
-    created_at: float
-    updated_at: float
-    pinned: bool = False
-    title_edited: bool = False  # the user named it: automatic titles leave it alone
-    deleted_at: float | None = None  # in the trash since then (see ChatStore.trash_conversation)
-
-
-@dataclass
-class Message:
-    id: int
-    conversation_id: int
-    parent_id: int | None
-    role: Role
-    content: str
-    status: Status = "complete"
-    error: str | None = None
-    model: str = ""
-    stats: dict[str, Any] = field(default_factory=dict)
-    created_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class Siblings:
-    """The versions of a message (it and the others under its parent, oldest first)."""
-
-    ids: tuple[int, ...]
-    index: int  # the message's place in ``ids``, from 0
-
-    @property
-    def count(self) -> int:
-        return len(self.ids)
-
-    @property
-    def position(self) -> int:
-        """The message's place counted from 1, as shown: "‹ position/count ›"."""
-        return self.index + 1
-
-    @property
-    def previous(self) -> int | None:
-        """The older version to show on "‹", if any."""
-        return self.ids[self.index - 1] if self.index > 0 else None
-
-    @property
-    def next(self) -> int | None:
-        """The newer version to show on "›", if any."""
-        return self.ids[self.index + 1] if self.index + 1 < len(self.ids) else None
-
-
-class ChatStoreError(Exception):
-    """The chat database cannot be used; ``str(e)`` is meant for the user."""
-
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _saving(method: _Method) -> _Method:
-    """A write to the database, whose failure (a full disk, a read-only or vanished file) is a
-    ChatStoreError saying so; what was saved before stays as it was (SQLite's transactions)."""
-
-    @functools.wraps(method)
-    def write(self: ChatStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as e:
-            if "full" in str(e):
-                raise ChatStoreError(
-                    "The disk is full: the chat could not be saved. Free some space; what was "
-                    "saved before is kept."
-                ) from None
-            raise ChatStoreError(f"The chat could not be saved ({e}).") from None
-
-    return cast(_Method, write)
-
-
-class ChatStore:
+class ChatStore(ConversationList):
     """The chat database; one instance per thread (SQLite connections are not shared)."""
 
     def __init__(self, path: Path | str) -> None:
@@ -188,7 +129,7 @@ class ChatStore:
 
     # conversations
 
-    @_saving
+    @saving
     def create_conversation(
         self,
         title: str = NEW_CHAT_TITLE,
@@ -197,14 +138,17 @@ class ChatStore:
         sampling: dict[str, Any] | None = None,
     ) -> Conversation:
         now = time.time()
+        uid = new_uid()
         cur = self._db.execute(
             "INSERT INTO conversations"
-            " (title, model, system_prompt, sampling, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (title, model, system_prompt, json.dumps(sampling or {}), now, now),
+            " (title, model, system_prompt, sampling, created_at, updated_at, uid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (title, model, system_prompt, json.dumps(sampling or {}), now, now, uid),
         )
         assert cur.lastrowid is not None
-        return Conversation(cur.lastrowid, title, model, system_prompt, sampling or {}, now, now)
+        return Conversation(
+            cur.lastrowid, title, model, system_prompt, sampling or {}, now, now, uid=uid
+        )
 
     def conversations(self) -> list[Conversation]:
         """The conversation list: pinned ones first, then the newest first (trash left out)."""
@@ -212,16 +156,16 @@ class ChatStore:
             "SELECT * FROM conversations WHERE deleted_at IS NULL"
             " ORDER BY pinned DESC, updated_at DESC, id DESC"
         )
-        return [_conversation(r) for r in rows]
+        return [conversation_from_row(r) for r in rows]
 
     def conversation(self, conversation_id: int) -> Conversation | None:
         """A conversation by id, also one in the trash (its ``deleted_at`` says so)."""
         row = self._db.execute(
             "SELECT * FROM conversations WHERE id = ?", (conversation_id,)
         ).fetchone()
-        return _conversation(row) if row else None
+        return conversation_from_row(row) if row else None
 
-    @_saving
+    @saving
     def update_conversation(self, conversation_id: int, **changes: Any) -> None:
         """Change ``title``, ``model``, ``system_prompt`` or ``sampling`` (raw; see
         ``set_chat_settings`` for the typed form); the conversation counts as updated now. A
@@ -240,91 +184,7 @@ class ChatStore:
             (*changes.values(), time.time(), conversation_id),
         )
 
-    @_saving
-    def rename_conversation(self, conversation_id: int, title: str) -> str:
-        """Give the conversation the user's ``title`` (kept from automatic titles from then on);
-        a blank one goes back to the title from its first message. Returns the title set. Its
-        place in the list does not change."""
-        title = " ".join(title.split())
-        edited = bool(title)
-        if not title:
-            first = self._db.execute(
-                "SELECT content FROM messages WHERE conversation_id = ? AND role = 'user'"
-                " ORDER BY id LIMIT 1",
-                (conversation_id,),
-            ).fetchone()
-            title = title_from(first[0]) if first else NEW_CHAT_TITLE
-        self._db.execute(
-            "UPDATE conversations SET title = ?, title_edited = ? WHERE id = ?",
-            (title, int(edited), conversation_id),
-        )
-        return title
-
-    @_saving
-    def set_automatic_title(self, conversation_id: int, title: str) -> bool:
-        """Set a title Hearth made (e.g. one the model wrote after the first reply), unless the
-        user has named the conversation. Returns whether it was set."""
-        title = " ".join(title.split())
-        if not title:
-            return False
-        cur = self._db.execute(
-            "UPDATE conversations SET title = ? WHERE id = ? AND title_edited = 0",
-            (title, conversation_id),
-        )
-        return cur.rowcount > 0
-
-    @_saving
-    def pin_conversation(self, conversation_id: int, pinned: bool = True) -> None:
-        """Pin (or unpin) a conversation: pinned ones head the list."""
-        self._db.execute(
-            "UPDATE conversations SET pinned = ? WHERE id = ?", (int(pinned), conversation_id)
-        )
-
-    @_saving
-    def trash_conversation(self, conversation_id: int) -> None:
-        """Delete a conversation so that it can still be restored: it leaves the list and the
-        search at once, and ``empty_trash`` removes it for good (the window calls it when its
-        Undo offer ends; any Hearth opening the chats removes what waited over ``TRASH_KEEP``)."""
-        self._db.execute(
-            "UPDATE conversations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-            (time.time(), conversation_id),
-        )
-
-    @_saving
-    def restore_conversation(self, conversation_id: int) -> bool:
-        """Undo ``trash_conversation``; False when it is no longer there to restore."""
-        cur = self._db.execute(
-            "UPDATE conversations SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL",
-            (conversation_id,),
-        )
-        return cur.rowcount > 0
-
-    def trashed_conversations(self) -> list[Conversation]:
-        """Conversations in the trash, the most recently deleted first."""
-        rows = self._db.execute(
-            "SELECT * FROM conversations WHERE deleted_at IS NOT NULL ORDER BY deleted_at DESC"
-        )
-        return [_conversation(r) for r in rows]
-
-    @_saving
-    def empty_trash(self, older_than: float = 0.0) -> int:
-        """Delete for good the conversations trashed over ``older_than`` seconds ago; returns
-        how many."""
-        before = time.time() - older_than
-        # Looked for first: opening the chats read-only (or beside a busy writer) must not need
-        # a write when the trash is empty.
-        if not self._db.execute(
-            "SELECT 1 FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ? LIMIT 1",
-            (before,),
-        ).fetchone():
-            return 0
-        cur = self._db.execute(
-            "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?",
-            (before,),
-        )
-        return cur.rowcount
-
-    @_saving
+    @saving
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation and its messages for good, at once (no undo)."""
         self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
@@ -343,18 +203,18 @@ class ChatStore:
             " ORDER BY path.depth",
             {"conversation": conversation_id},
         )
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     def all_messages(self, conversation_id: int) -> list[Message]:
         """Every message of every branch, oldest first (parents come before their children)."""
         rows = self._db.execute(
             "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
         )
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     def message(self, message_id: int) -> Message | None:
         row = self._db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
-        return _message(row) if row else None
+        return message_from_row(row) if row else None
 
     def path_to(self, message_id: int) -> list[Message]:
         """The messages from the conversation's first one down to ``message_id``, inclusive
@@ -367,14 +227,14 @@ class ChatStore:
             " ORDER BY up.depth DESC",
             (message_id,),
         )
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     def children(self, message_id: int) -> list[Message]:
         """The replies (or next messages) under ``message_id``, oldest first."""
         rows = self._db.execute(
             "SELECT * FROM messages WHERE parent_id = ? ORDER BY id", (message_id,)
         )
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     def siblings(self, message_id: int) -> Siblings | None:
         """The versions of a message (it and the others under the same parent, oldest first)
@@ -407,7 +267,7 @@ class ChatStore:
             out[m.id] = Siblings(ids, ids.index(m.id))
         return out
 
-    @_saving
+    @saving
     def select(self, message_id: int) -> None:
         """Show the branch through ``message_id``: it and its ancestors become the selected
         versions; below it the path follows the versions selected (or added) last. Kept in the
@@ -436,7 +296,7 @@ class ChatStore:
         now = time.time()
         return now if latest is None or now > latest else latest + 1e-3
 
-    @_saving
+    @saving
     def add_message(
         self,
         conversation_id: int,
@@ -491,7 +351,7 @@ class ChatStore:
             cur.lastrowid, conversation_id, parent, role, content, status, None, model, {}, now
         )
 
-    @_saving
+    @saving
     def update_message(
         self,
         message_id: int,
@@ -518,7 +378,7 @@ class ChatStore:
             f"UPDATE messages SET {sets} WHERE id = ?", (*changes.values(), message_id)
         )
 
-    @_saving
+    @saving
     def resume_message(self, message_id: int) -> Message:
         """Make a finished reply ``streaming`` again, written by this process, to continue it
         (its text so far stays). ``ValueError`` when it is not a reply that can go on: one
@@ -548,7 +408,7 @@ class ChatStore:
         assert resumed is not None
         return resumed
 
-    @_saving
+    @saving
     def delete_message(self, message_id: int) -> None:
         """Delete a message and everything under it (its replies and their branches). The shown
         path then goes on through the version selected before it, if any."""
@@ -564,91 +424,24 @@ class ChatStore:
         Hits may be in branches not shown: ``select(hit.message_id)`` shows one."""
         return search(self._db, text, order=order, limit=limit, offset=offset)
 
-    # export
+    # export and import (app/chats/transfer.py)
 
     def export(self, conversation_ids: Iterable[int] | None = None) -> dict[str, Any]:
-        """All (or some) conversations as plain data: the JSON export format."""
-        convs = self.conversations()
-        if conversation_ids is not None:
-            wanted = set(conversation_ids)
-            convs = [c for c in convs if c.id in wanted]
-        out = []
-        for c in convs:
-            out.append(
-                {
-                    "id": c.id,
-                    "title": c.title,
-                    "model": c.model,
-                    "system_prompt": c.system_prompt,
-                    "created_at": c.created_at,
-                    "updated_at": c.updated_at,
-                    "messages": [
-                        {
-                            "id": m.id,
-                            "parent_id": m.parent_id,
-                            "role": m.role,
-                            "content": m.content,
-                            "status": m.status,
-                            "error": m.error,
-                            "model": m.model,
-                            "stats": m.stats,
-                            "created_at": m.created_at,
-                        }
-                        for m in self.messages(c.id)
-                    ],
-                }
-            )
-        return {"format": "hearth-chats", "version": 1, "conversations": out}
+        """All conversations (not the trash), or those of ``conversation_ids``, as Hearth's JSON
+        export: each whole, every branch included (``transfer.export_markdown`` makes it
+        Markdown)."""
+        return export_conversations(self._db, conversation_ids)
+
+    @saving
+    def import_conversations(self, conversations: list[ImportedConversation]) -> ImportResult:
+        """Add imported conversations (``transfer.read_import``) in one transaction; those
+        already here (an earlier import of the same file, or Hearth's own export of them) are
+        left out and counted as ``skipped``."""
+        return import_conversations(self._db, conversations)
 
 
-def export_markdown(data: dict[str, Any]) -> str:
-    parts: list[str] = []
-    for c in data["conversations"]:
-        parts.append(f"# {c['title']}\n")
-        if c.get("model"):
-            parts.append(f"*Model: {c['model']}*\n")
-        if c.get("system_prompt"):
-            parts.append(f"> **System:** {c['system_prompt']}\n")
-        for m in c["messages"]:
-            who = {"user": "You", "assistant": "Assistant", "system": "System"}[m["role"]]
-            note = "" if m["status"] == "complete" else f" *({m['status']})*"
-            parts.append(f"**{who}**{note}:\n\n{m['content']}\n")
-    return "\n".join(parts)
-
-
-def _conversation(r: sqlite3.Row) -> Conversation:
+def _json_object(text: str) -> Any:
     try:
-        sampling = json.loads(r["sampling"])
+        return json.loads(text)
     except ValueError:
-        sampling = {}
-    return Conversation(
-        r["id"],
-        r["title"],
-        r["model"],
-        r["system_prompt"],
-        sampling,
-        r["created_at"],
-        r["updated_at"],
-        bool(r["pinned"]),
-        bool(r["title_edited"]),
-        r["deleted_at"],
-    )
-
-
-def _message(r: sqlite3.Row) -> Message:
-    try:
-        stats = json.loads(r["stats"])
-    except ValueError:
-        stats = {}
-    return Message(
-        r["id"],
-        r["conversation_id"],
-        r["parent_id"],
-        r["role"],
-        r["content"],
-        r["status"],
-        r["error"],
-        r["model"],
-        stats,
-        r["created_at"],
-    )
+        return {}

@@ -59,6 +59,8 @@ class Turn:
         self._dirty = False
         self._saved_at = time.monotonic()
         self._earlier_stats: dict[str, Any] = {}  # a continued reply's stats before it
+        self._earlier_status: Status = "complete"  # ... and its status
+        self._saved_status: Status = "streaming"
 
     @classmethod
     def start(
@@ -76,7 +78,9 @@ class Turn:
         created = conversation is None
         if conversation is None:
             conversation = store.create_conversation(
-                title=title_from(text), model=model_path, system_prompt=system_prompt
+                title=title_from(text),
+                model=model_path,
+                system_prompt=system_prompt,
             )
         user: Message | None = None
         try:
@@ -155,7 +159,7 @@ class Turn:
             False,
             continues=old.content,
         )
-        turn._earlier_stats = old.stats
+        turn._earlier_stats, turn._earlier_status = old.stats, old.status
         return turn
 
     @property
@@ -208,6 +212,13 @@ class Turn:
         if self.ended:
             return self.status
         self.status, self.stats, self.error = status, stats, error
+        if status == "error" and self.continues:
+            # A continuation that failed leaves the reply as it was (or stopped, with what
+            # came): its text stays in later history and can be continued again. The front
+            # end shows ``error``.
+            status = "interrupted" if self.new_text else self._earlier_status
+            error = None
+        self._saved_status = status
         try:
             self.store.update_message(
                 self.reply.id,
@@ -221,7 +232,7 @@ class Turn:
         else:
             self.save_error = ""
         self._dirty = False
-        return status
+        return self.status
 
     def saved_reply(self) -> Message:
         """The reply as it is now saved (or would be, once ended)."""
@@ -231,8 +242,8 @@ class Turn:
             self.reply.parent_id,
             "assistant",
             self.text,
-            self.status,
-            self.error,
+            self._saved_status,
+            self.error if self._saved_status == "error" else None,
             self.reply.model,
             self._stats_json(),
             self.reply.created_at,

@@ -325,3 +325,20 @@ def test_stats_of_a_stopped_continuation_keep_the_earlier_figures(
     assert saved.content == "Fine thanks. on"
     assert saved.stats["generated_tokens"] == 3
     assert GenerationStats(**saved.stats).stop_reason == "eos"
+
+
+def test_a_failed_continuation_leaves_the_reply_as_it_was(
+    store: ChatStore, engine: FakeEngine
+) -> None:
+    c = _chat(store, engine, "go")
+    reply = store.messages(c.id)[1]
+    store.update_message(reply.id, stats={"stop_reason": "length", "generated_tokens": 3})
+    more = Turn.continue_reply(store, reply.id)
+    assert more.fail("The server formats its own prompts.") == "error"
+    assert more.error == "The server formats its own prompts."  # for the front end to show
+    saved = store.message(reply.id)
+    assert saved is not None
+    assert (saved.content, saved.status, saved.error) == ("Fine thanks.", "complete", None)
+    assert more.saved_reply().status == "complete"
+    assert can_continue(saved)  # it can be tried again
+    assert engine_messages(c, store.messages(c.id))[-1]["content"] == "Fine thanks."

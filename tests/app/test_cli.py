@@ -471,3 +471,45 @@ def test_chats_search_finds_words_across_conversations(
     code, out, err = run(capsys, "chats", "search", 'AND "(')
     assert (code, out) == (0, "")
     assert "Nothing found" in err
+
+
+def test_chats_import_counts_and_does_not_duplicate(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.app.test_chats_transfer import CONVERSATIONS_JSON
+
+    chatgpt = tmp_path / "conversations.json"
+    chatgpt.write_text(json.dumps(CONVERSATIONS_JSON), encoding="utf-8")
+    code, out, err = run(capsys, "chats", "import", str(chatgpt))
+    assert (code, err) == (0, "")
+    assert out == "Imported 2 conversations with 9 messages.\n"
+    code, out, _ = run(capsys, "chats", "import", str(chatgpt))
+    assert out == (
+        "Imported 0 conversations with 0 messages (2 conversations already here, left as they "
+        "are).\n"
+    )
+    code, out, _ = run(capsys, "chats", "search", "--json", "Sintra")
+    assert [h["title"] for h in json.loads(out)] == ["Lisbon weekend"]
+    # Hearth's own export, written to a file, imports into another Hearth.
+    saved = tmp_path / "all.json"
+    code, out, _ = run(capsys, "chats", "export", "-o", str(saved))
+    assert (code, out) == (0, f"Exported 2 conversations to {saved}\n")
+    assert json.loads(saved.read_text(encoding="utf-8"))["version"] == 2
+    code, out, _ = run(capsys, "chats", "import", str(saved))
+    assert out.startswith("Imported 0 conversations")  # they are these very ones
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot be read"), (b"[1, 2]", "neither a Hearth export nor ChatGPT")],
+)
+def test_chats_import_of_a_bad_file_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    file = tmp_path / "in.json"
+    if content is not None:
+        file.write_bytes(content)
+    code, _, err = run(capsys, "chats", "import", str(file))
+    assert code == 1
+    assert message in err
+    assert err.count("\n") == 1

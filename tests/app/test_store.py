@@ -10,7 +10,8 @@ import pytest
 
 from app.chats.history import engine_messages, title_from
 from app.chats.schema import MIGRATIONS
-from app.chats.store import ChatStore, ChatStoreError, export_markdown
+from app.chats.store import ChatStore, ChatStoreError
+from app.chats.transfer import export_markdown
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
+from app.chats.chat_settings import ChatSettings
+
 Role = Literal["system", "user", "assistant"]
 Status = Literal["complete", "streaming", "interrupted", "error"]
 
@@ -19,13 +21,18 @@ class Conversation:
     title: str
     model: str
     system_prompt: str
-    sampling: dict[str, Any]
+    sampling: dict[str, Any]  # as stored; typed: ``settings`` below
     created_at: float
     updated_at: float
     pinned: bool = False
     title_edited: bool = False  # the user named it: automatic titles leave it alone
     deleted_at: float | None = None  # in the trash since then (see ChatStore.trash_conversation)
     uid: str = ""  # the same conversation in any database (export, import)
+
+    @property
+    def settings(self) -> ChatSettings:
+        """Its own sampling, context and thinking settings (None: the app's default)."""
+        return ChatSettings.from_json(self.sampling)
 
 
 @dataclass

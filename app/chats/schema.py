@@ -78,6 +78,19 @@ MIGRATIONS: list[str] = [
     UPDATE conversations SET uid = lower(hex(randomblob(16)));
     CREATE UNIQUE INDEX conversations_by_uid ON conversations(uid);
     """,
+    # 6: system-prompt presets (app/chats/presets.py), names unique in any letter case, at most
+    # one the default
+    """
+    CREATE TABLE system_prompts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        text TEXT NOT NULL,
+        is_default INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX system_prompts_default ON system_prompts(is_default) WHERE is_default = 1;
+    """,
 ]
 
 

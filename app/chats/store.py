@@ -18,7 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from app.chats.chat_settings import ChatSettings
 from app.chats.listing import NEW_CHAT_TITLE, TRASH_KEEP, ConversationList
+from app.chats.presets import Preset, PresetError, Presets
 from app.chats.records import (
     ChatStoreError,
     Conversation,
@@ -44,10 +46,14 @@ from app.chats.writers import this_writer, writer_alive
 __all__ = [
     "NEW_CHAT_TITLE",
     "TRASH_KEEP",
+    "ChatSettings",
     "ChatStore",
     "ChatStoreError",
     "Conversation",
     "Message",
+    "Preset",
+    "PresetError",
+    "Presets",
     "Role",
     "SearchHit",
     "Siblings",
@@ -90,6 +96,7 @@ class ChatStore(ConversationList):
             self._migrate()
             self.recover_interrupted()
             self.empty_trash(TRASH_KEEP)
+            self.presets = Presets(self._db)  # the system-prompt presets, in this database
         except sqlite3.Error as e:
             self._db.close()
             raise ChatStoreError(
@@ -423,6 +430,25 @@ class ChatStore(ConversationList):
         read as query syntax), the newest first or the best matches first (``order="rank"``).
         Hits may be in branches not shown: ``select(hit.message_id)`` shows one."""
         return search(self._db, text, order=order, limit=limit, offset=offset)
+
+    # per-conversation settings (system-prompt presets: ``self.presets``)
+
+    def chat_settings(self, conversation_id: int) -> ChatSettings:
+        """The conversation's own settings (all ``None``, the app's defaults, when it has none
+        or is gone)."""
+        row = self._db.execute(
+            "SELECT sampling FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        return ChatSettings.from_json(_json_object(row[0])) if row else ChatSettings()
+
+    @saving
+    def set_chat_settings(self, conversation_id: int, settings: ChatSettings) -> None:
+        """Save the conversation's own settings (``ChatSettings()``: reset to the defaults).
+        Its place in the list does not change."""
+        self._db.execute(
+            "UPDATE conversations SET sampling = ? WHERE id = ?",
+            (json.dumps(settings.to_json()), conversation_id),
+        )
 
     # export and import (app/chats/transfer.py)
 

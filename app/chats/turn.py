@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Any
 
+from app.chats.chat_settings import ChatSettings
 from app.chats.history import can_continue, engine_messages, reply_status, title_from
 from app.chats.store import ChatStore, ChatStoreError, Conversation, Message, Status
 from app.engine.types import NO_RULES, ChatMessage, Engine, GenerationStats, Reply, ReplyRules
@@ -72,15 +73,18 @@ class Turn:
         model_path: str,
         model_name: str,
         system_prompt: str,
+        settings: ChatSettings | None = None,
     ) -> Turn:
         """Save the user's message ``text`` (and, for a new chat, the conversation: titled from
-        it, with this model and system prompt) and an empty streaming reply after it."""
+        it, with this model, system prompt and ``settings``) and an empty streaming reply after
+        it."""
         created = conversation is None
         if conversation is None:
             conversation = store.create_conversation(
                 title=title_from(text),
                 model=model_path,
                 system_prompt=system_prompt,
+                sampling=settings.to_json() if settings and not settings.is_default else None,
             )
         user: Message | None = None
         try:

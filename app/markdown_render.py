@@ -1,16 +1,21 @@
 """Model output as HTML for Qt's rich-text engine: Markdown with highlighted code.
 
 Safe by construction: raw HTML in the text is escaped, and images become plain links, so showing
-a reply never fetches anything.
+a reply never fetches anything. Big blocks are cut before they get here (``markdown_blocks``).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import importlib
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
+
+from app.markdown_blocks import CODE_CHARS, CODE_LINES, HIGHLIGHT_CHARS, head_end
+
+COPY_SCHEME = "hearth-copy"  # a link that puts the code it carries on the clipboard
 
 
 def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
@@ -33,8 +38,11 @@ class MarkdownRenderer:
 
     def __init__(self, dark: bool = False) -> None:
         self.dark = dark
-        self._code_bg = "#272822" if dark else "#f4f4f6"
-        self._code_fg = "#f8f8f2" if dark else "#1f2328"
+        self.code_bg = "#272822" if dark else "#f4f4f6"
+        self.code_fg = "#f8f8f2" if dark else "#1f2328"
+        self.muted = "#9a9aa0" if dark else "#6e6e76"
+        self._rule = "#55555c" if dark else "#c8c8ce"
+        self._header_bg = "#333338" if dark else "#ececf0"
         self._md: Any = None
         self._formatter: Any = None
 
@@ -43,7 +51,9 @@ class MarkdownRenderer:
             return self._md
         from markdown_it import MarkdownIt
 
-        md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": False})
+        # "breaks": a single line break in a reply is kept, as chat apps show it (a poem stays
+        # a poem); Markdown proper would join the lines into one paragraph.
+        md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
         md.enable(["table", "strikethrough"])
         md.add_render_rule("image", _image_as_link)
 
@@ -53,31 +63,94 @@ class MarkdownRenderer:
             lang = (token.info or "").strip().split(" ")[0]
             return self.code_block(token.content, lang)
 
+        def table_open(_renderer: Any, _tokens: Any, _idx: int, _options: Any, _env: Any) -> str:
+            # Qt's rich text draws cell borders only from the table's border attribute.
+            return (
+                # Not border-collapse: Qt then paints a table ~3 times slower.
+                f'<table border="1" cellspacing="0" cellpadding="6" style="border-style:solid;'
+                f'border-color:{self._rule};margin-top:6px;margin-bottom:6px">'
+            )
+
+        def cell_open(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
+            token = tokens[idx]
+            tag = token.tag
+            align = str(token.attrGet("style") or "").removeprefix("text-align:")
+            attrs = f' align="{html.escape(align)}"' if align else ""
+            if tag == "th":
+                attrs += f' bgcolor="{self._header_bg}"'
+            return f"<{tag}{attrs}>"
+
         md.add_render_rule("fence", fence)
         md.add_render_rule("code_block", fence)
+        md.add_render_rule("table_open", table_open)
+        md.add_render_rule("th_open", cell_open)
+        md.add_render_rule("td_open", cell_open)
         self._md = md
         return md
 
     def code_block(self, code: str, lang: str) -> str:
+        """Code inside prose (in a list item, a quote): coloured up to a size, its first lines
+        only when long, wrapped rather than cut off at the edge, with a Copy link."""
         from pygments import highlight
 
-        if self._formatter is None:
-            from pygments.formatters import HtmlFormatter
+        code = code.rstrip("\n")
+        shown = code[: head_end(code, 0, len(code), CODE_LINES, CODE_CHARS)]
+        if len(shown) <= HIGHLIGHT_CHARS:
+            if self._formatter is None:
+                from pygments.formatters import HtmlFormatter
 
-            style = "monokai" if self.dark else "friendly"
-            self._formatter = HtmlFormatter(style=style, noclasses=True, nowrap=True)
-        body = highlight(code, _lexer(lang), self._formatter).rstrip("\n")
-        label = f'<div style="color:#888;font-size:small">{html.escape(lang)}</div>' if lang else ""
-        # A one-cell table: Qt paints block backgrounds for table cells reliably, not for <pre>.
+                style = "monokai" if self.dark else "friendly"
+                self._formatter = HtmlFormatter(style=style, noclasses=True, nowrap=True)
+            body = highlight(shown, _lexer(lang), self._formatter).rstrip("\n")
+        else:
+            body = html.escape(shown)
+        if len(shown) < len(code):
+            lines = code.count("\n") + 1
+            note = f"… {lines:,} lines in all (Copy copies all)"
+            body += f'\n<span style="color:{self.muted}">{note}</span>'
+        copy = base64.urlsafe_b64encode(code.encode()).decode()
+        label = html.escape(lang)
+        # A table: Qt paints block backgrounds for table cells reliably, not for <pre>.
         return (
             f'<table width="100%" cellpadding="8" cellspacing="0" style="background-color:'
-            f'{self._code_bg};margin:4px 0"><tr><td>{label}<pre style="color:{self._code_fg};'
-            f'font-family:monospace;margin:0">{body}</pre></td></tr></table>'
+            f'{self.code_bg};margin-top:4px;margin-bottom:4px"><tr><td style="color:{self.muted}">'
+            f'{label}</td><td align="right"><a href="{COPY_SCHEME}:{copy}" style="color:'
+            f'{self.muted}">Copy</a></td></tr><tr><td colspan="2"><pre style="color:'
+            f'{self.code_fg};font-family:monospace;margin:0;white-space:pre-wrap">{body}</pre>'
+            f"</td></tr></table>"
         )
 
     def render(self, text: str) -> str:
         # Without the final line break, which Qt would read as a space ending the last paragraph.
         return str(self._parser().render(text)).rstrip("\n")
+
+    def code_spans(self, code: str, lang: str) -> list[list[Span]]:
+        """Each line's coloured runs in ``code``, for a view that colours text it already shows
+        (a code block's lines arrive as they stream; the colours come once it is complete)."""
+        from pygments.styles import get_style_by_name
+
+        style = get_style_by_name("monokai" if self.dark else "friendly")
+        lines: list[list[Span]] = [[]]
+        column = 0
+        for _index, kind, value in _lexer(lang).get_tokens_unprocessed(code):
+            look = style.style_for_token(kind)
+            for i, part in enumerate(value.split("\n")):
+                if i:
+                    lines.append([])
+                    column = 0
+                if part and (look["color"] or look["bold"] or look["italic"]):
+                    color = f"#{look['color']}" if look["color"] else ""
+                    lines[-1].append(Span(column, len(part), color, look["bold"], look["italic"]))
+                column += len(part)
+        return lines
+
+
+class Span(NamedTuple):
+    start: int
+    length: int
+    color: str  # "#rrggbb", or "" for the text's own colour
+    bold: bool
+    italic: bool
 
 
 @lru_cache(maxsize=64)
@@ -96,27 +169,6 @@ def _lexer(lang: str) -> Any:
 
     # No guessing for unlabelled code: guess_lexer is slow and often wrong on short snippets.
     return (_lexer_by_name(lang.lower()) if lang else None) or TextLexer()
-
-
-def stable_prefix_end(text: str, minimum: int) -> int:
-    """Where ``text`` can be cut so that the part before it is finished Markdown (0: nowhere).
-
-    A cut goes at the start of an unindented line after a blank line, outside code fences, at or
-    after ``minimum`` characters: the blocks before it no longer change as more text streams in.
-    """
-    cut = 0
-    pos = 0
-    in_fence = False
-    previous_blank = False
-    for line in text.splitlines(keepends=True):
-        stripped = line.lstrip()
-        if not in_fence and previous_blank and pos >= minimum and line[:1] not in (" ", "\t", "\n"):
-            cut = pos
-        if stripped.startswith(("```", "~~~")):
-            in_fence = not in_fence
-        previous_blank = not stripped
-        pos += len(line)
-    return cut
 
 
 # What text may add to a paragraph without Markdown reading any of it as markup (on one line).

@@ -14,74 +14,35 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
-    QTimer,
-    QUrl,
     Signal,
     Slot,
 )
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCursor
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
-    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app.markdown_render import (
-    MarkdownRenderer,
-    extends_paragraph,
-    plain_to_html,
-    stable_prefix_end,
-)
+from app.markdown_render import MarkdownRenderer, plain_to_html
 from app.units import short_duration
 from ui.item_models import MessageListModel, MessageRole
+from ui.markdown_view import COPIED_MS, MarkdownView, MessageText, copy_with_feedback
+
+__all__ = ["COPIED_MS", "ChatView", "MessageText", "MessageWidget", "palette_is_dark"]
 
 PAGE = 60  # messages shown at first; more on demand
-# While a reply streams, finished Markdown is frozen in chunks of about this many characters, so an
-# update renders only the rest (the cost of an update follows the size of what is rendered again).
-CHUNK = 800
-MERGE_LIMIT = 12_000  # a finished reply up to this long is shown as one document again
-COPIED_MS = 1500  # how long Copy says "Copied"
-
-
-class MessageText(QTextBrowser):
-    """Selectable rich text whose height follows its content (no inner scroll bar)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setOpenLinks(False)  # links open in the browser only when clicked, never inline
-        self.anchorClicked.connect(self._open_link)
-        self.viewport().setAutoFillBackground(False)
-        self.setStyleSheet("QTextBrowser { background: transparent; }")
-        self.document().setDocumentMargin(2)
-        self.document().documentLayout().documentSizeChanged.connect(self._fit)
-
-    def loadResource(self, kind: int, url: QUrl | str) -> Any:
-        return None  # nothing in a reply may load a file or fetch a URL
-
-    @Slot(QUrl)
-    def _open_link(self, url: QUrl) -> None:
-        if url.scheme() in ("http", "https"):
-            QDesktopServices.openUrl(url)
-
-    @Slot()
-    def _fit(self) -> None:
-        height = int(self.document().size().height()) + 4
-        if height != self.height():
-            self.setFixedHeight(height)
 
 
 class MessageWidget(QFrame):
+    """One message: a header (who, and the message's actions), its content, a footer (status
+    and figures). The content is a ``MarkdownView`` for replies, plain text for the user's."""
+
     prompt_requested = Signal(int)  # message id: show the prompt this reply was made from
 
     def __init__(
@@ -89,27 +50,18 @@ class MessageWidget(QFrame):
     ) -> None:
         super().__init__(parent)
         self.role = role
-        self._renderer = renderer
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
         self.setFrameShape(QFrame.Shape.StyledPanel if role == "user" else QFrame.Shape.NoFrame)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 8, 12, 8)
-        layout.setSpacing(2)
+        self._source = ""
+        self.message_id = 0
         self.header = QLabel("You" if role == "user" else "Assistant")
         self.header.setObjectName("messageHeader")
-        # While a reply streams, finished blocks are rendered once into frozen chunks above
-        # ``text``, so an update costs the tail's size, not the whole reply's.
-        self._frozen: list[MessageText] = []
-        self._frozen_source = ""
-        self._shown: tuple[str, bool] | None = None
-        self._source = ""
         self.copy_button = QToolButton()
         self.copy_button.setText("Copy")
         self.copy_button.setToolTip("Copy the whole message as Markdown")
         self.copy_button.setAutoRaise(True)
         self.copy_button.clicked.connect(self.copy_to_clipboard)
         self.copy_button.hide()
-        self.message_id = 0
         self.prompt_button = QToolButton()
         self.prompt_button.setText("Prompt")
         self.prompt_button.setToolTip("View the text the model read for this reply")
@@ -122,82 +74,50 @@ class MessageWidget(QFrame):
         header_row.addStretch(1)
         header_row.addWidget(self.prompt_button)
         header_row.addWidget(self.copy_button)
-        self.text = MessageText()
+
+        self.content = MarkdownView(renderer)
         self.text.setAccessibleName("Your message" if role == "user" else "Assistant reply")
+
         self.footer = QLabel()
         self.footer.setObjectName("messageFooter")
         self.footer.setWordWrap(True)
         self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.footer.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(2)
         layout.addLayout(header_row)
-        layout.addWidget(self.text)
+        layout.addWidget(self.content)
         layout.addWidget(self.footer)
 
+    @property
+    def text(self) -> MessageText:
+        """The content's last prose piece: a user's whole message; the part of a reply that
+        grows while it streams (all of a short finished reply without code blocks)."""
+        return self.content.text
+
+    @property
+    def _frozen(self) -> list[QWidget]:
+        return list(self.content.frozen)
+
     def set_content(self, content: str, streaming: bool = False) -> None:
-        previous = self._shown
-        if previous == (content, streaming):
-            return
-        self._shown = (content, streaming)
-        if self.role == "user":
-            self._source = content
-            self.copy_button.setVisible(bool(content))  # a user's message can be copied too
-            self.text.setHtml(plain_to_html(content))
-            return
         self._source = content
-        self.copy_button.setVisible(bool(content))
+        self.copy_button.setVisible(bool(content))  # a user's message can be copied too
+        if self.role == "user":
+            self.content.show_html(plain_to_html(content))
+            return
         self.prompt_button.setVisible(bool(content) and not streaming)
-        if not content.startswith(self._frozen_source):
-            self._unfreeze()
         if not content:
-            self.text.setHtml("<p style='color:gray'>…</p>")
+            self.content.show_html("<p style='color:gray'>…</p>")
             return
-        tail = content[len(self._frozen_source) :]
-        if streaming and previous is not None and previous[1] and content.startswith(previous[0]):
-            added = content[len(previous[0]) :]
-            if extends_paragraph(tail[: len(tail) - len(added)], added):
-                # Words that only lengthen the last paragraph: appended, not rendered again (an
-                # update then costs what Qt's layout and painting of the new words cost).
-                cursor = QTextCursor(self.text.document())
-                cursor.movePosition(QTextCursor.MoveOperation.End)
-                cursor.insertText(added, cursor.blockCharFormat())
-                return
-        if not streaming:
-            if self._frozen and len(content) <= MERGE_LIMIT:
-                # One document again, so that a selection can span the whole reply. Longer
-                # replies keep the chunks they streamed in: rendering all of one again would
-                # stall the window.
-                self._unfreeze()
-                tail = content
-            self.text.setHtml(self._renderer.render(tail))
-            return
-        cut = stable_prefix_end(tail, CHUNK)
-        if cut:
-            chunk = MessageText()
-            chunk.setHtml(self._renderer.render(tail[:cut]))
-            layout = self.layout()
-            assert isinstance(layout, QVBoxLayout)
-            layout.insertWidget(layout.indexOf(self.text), chunk)
-            self._frozen.append(chunk)
-            self._frozen_source += tail[:cut]
-            tail = tail[cut:]
-        self.text.setHtml(self._renderer.render(tail))
+        self.content.set_markdown(content, streaming)
 
     @Slot()
     def copy_to_clipboard(self) -> None:
-        QGuiApplication.clipboard().setText(self._source)
-        self.copy_button.setText("Copied ✓")  # it worked: said where the user looks
-        # Timed on the button: a message rebuilt meanwhile takes the timer with it.
-        QTimer.singleShot(COPIED_MS, self.copy_button, lambda: self.copy_button.setText("Copy"))
-
-    def _unfreeze(self) -> None:
-        for chunk in self._frozen:
-            chunk.hide()  # at once, not when the deferred deletion runs
-            chunk.deleteLater()
-        self._frozen = []
-        self._frozen_source = ""
+        copy_with_feedback(self._source, self.copy_button)
 
     def plain_text(self) -> str:
-        return "".join(c.toPlainText() + "\n" for c in self._frozen) + self.text.toPlainText()
+        return self.content.plain_text()
 
     def set_footer(self, status: str, error: str | None, stats: dict[str, Any], model: str) -> None:
         if self.role == "assistant" and model:

@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -49,6 +48,7 @@ from app.markdown_render import MarkdownRenderer, card_markdown
 from app.units import human_parameters, human_size
 from ui.chat_view import palette_is_dark
 from ui.item_models import HubRole
+from ui.markdown_view import MarkdownArea
 
 log = logging.getLogger(__name__)
 FIT_COLORS = {Verdict.FITS: "#2e7d32", Verdict.TIGHT: "#b26a00", Verdict.NO: "#c62828"}
@@ -150,9 +150,9 @@ class ModelPanel(QWidget):
         for c in (1, 2, 3):
             header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
 
-        self.card = QTextBrowser()
-        self.card.setOpenLinks(False)  # links (and images) open in the browser only when clicked
-        self.card.anchorClicked.connect(self._open_url)
+        # Rendered as replies are (links open in the browser only when clicked, images are
+        # links, big blocks cut with "Show all"): a card is text from the internet too.
+        self.card = MarkdownArea(self.renderer)
         self.card.setAccessibleName("Model card")
 
         body = QWidget()
@@ -190,7 +190,7 @@ class ModelPanel(QWidget):
     def show_loading(self, repo_id: str) -> None:
         self.show_message(f"Loading {html.escape(repo_id)}…")
         self.card_text = ""
-        self.card.setHtml("<p><i>Loading the model card…</i></p>")
+        self.card.show_html("<p><i>Loading the model card…</i></p>")
 
     def show_details(self, data: PageData) -> None:
         self.data = data
@@ -224,6 +224,7 @@ class ModelPanel(QWidget):
             dark = palette_is_dark(self)
             if dark != self.renderer.dark:
                 self.renderer = MarkdownRenderer(dark)
+                self.card.set_renderer(self.renderer)
                 if self.card_text:
                     self.show_card(self.card_text)
         super().changeEvent(event)
@@ -231,9 +232,9 @@ class ModelPanel(QWidget):
     def show_card(self, text: str) -> None:
         self.card_text = text
         if not text.strip():
-            self.card.setHtml("<p><i>This model has no model card.</i></p>")
+            self.card.show_html("<p><i>This model has no model card.</i></p>")
             return
-        self.card.setHtml(self.renderer.render(card_markdown(text)))
+        self.card.set_markdown(card_markdown(text))
 
     def set_jobs(self, jobs: list[JobView]) -> None:
         """Called on every poll of the queue: only this page's download buttons are redone, and
@@ -333,8 +334,3 @@ class ModelPanel(QWidget):
     @Slot(str)
     def _open_link(self, url: str) -> None:
         QDesktopServices.openUrl(QUrl(url))
-
-    @Slot(QUrl)
-    def _open_url(self, url: QUrl) -> None:
-        if url.scheme() in ("http", "https"):
-            QDesktopServices.openUrl(url)

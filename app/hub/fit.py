@@ -9,9 +9,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -131,13 +128,16 @@ def estimate(
 
 
 def this_machine() -> Machine:
-    """Free RAM now; free VRAM when this llama.cpp build can offload to an NVIDIA GPU or Metal."""
-    import psutil
+    """Free RAM now, and free GPU memory when this llama.cpp build can use a GPU: the figures
+    Settings → Hardware shows (app/hardware.py)."""
+    from app import hardware
 
-    mem = psutil.virtual_memory()
-    vram, gpu = _vram()
-    unified = sys.platform == "darwin" and bool(gpu)
-    return Machine(int(mem.available), int(mem.total), vram, gpu, unified)
+    ram = hardware.memory()
+    found = hardware.gpus(ram) if gpu_backend() else ()
+    if not found:  # a CPU build, or no figure for this GPU: estimate against RAM
+        return Machine(ram.available, ram.total)
+    gpu = found[0]
+    return Machine(ram.available, ram.total, gpu.vram_free, gpu.name, gpu.unified_memory)
 
 
 GPU_BACKENDS = {"cuda": "NVIDIA GPU", "metal": "Apple GPU", "hip": "AMD GPU", "vulkan": "GPU"}
@@ -153,29 +153,3 @@ def gpu_backend() -> str:
     folder = Path(next(iter(spec.submodule_search_locations))) / "lib"
     names = [p.name.lower() for p in folder.glob("*ggml-*")] if folder.is_dir() else []
     return next((b for b in GPU_BACKENDS if any(f"ggml-{b}" in n for n in names)), "")
-
-
-def _vram() -> tuple[int, str]:
-    backend = gpu_backend()
-    if not backend:
-        return 0, ""
-    if backend == "metal":
-        import psutil
-
-        return int(psutil.virtual_memory().available), "Apple GPU"
-    smi = shutil.which("nvidia-smi")
-    if backend != "cuda" or not smi:
-        return 0, ""  # no free-memory figure for this GPU: estimate against RAM
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
-        name, free_mib = out.splitlines()[0].rsplit(",", 1)
-        return int(free_mib.strip()) * 1024 * 1024, name.strip()
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-        log.info("nvidia-smi gave no memory figure: %s", e)
-        return 0, ""

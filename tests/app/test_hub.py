@@ -250,7 +250,7 @@ def test_gpu_build_is_found_from_library_files_without_loading_llama_cpp(
         (tmp_path / "lib" / "libggml-cuda.so").touch()
         fit.gpu_backend.cache_clear()
         assert fit.gpu_backend() == "cuda"
-        monkeypatch.setattr(fit.shutil, "which", lambda _name: None)  # no nvidia-smi
+        monkeypatch.setattr("shutil.which", lambda _name: None)  # no nvidia-smi
         assert fit.this_machine().vram_free == 0  # then RAM is what is counted
     finally:
         fit.gpu_backend.cache_clear()

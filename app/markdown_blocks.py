@@ -19,9 +19,20 @@ from enum import Enum
 # 0.28 s); Qt ~0.25 ms per table row laid out and painted; Pygments ~2 ms per KB of code.
 LONG_CHARS = 12_000  # a prose block longer than this, or of more lines, is cut
 LONG_LINES = 200
-LONG_COST = 24_000  # or whose characters plus MARKUP_COST per markup character exceed this
-MARKUP = "[*_`<&~"  # characters that make markdown-it work hard when there are many
-MARKUP_COST = 25
+LONG_COST = 24_000  # or whose ``render_cost`` exceeds this
+HEAD_COST = 12_000  # at most this much of a cut block is shown
+# What markdown-it spends on each markup character beyond plain text, in µs measured here: link
+# brackets and image marks most (12 KB of "![a " took 0.28 s), emphasis less, code and HTML little.
+MARKUP_COSTS = (
+    ("[", 40),
+    ("![", 50),
+    ("<", 20),
+    ("*", 12),
+    ("_", 12),
+    ("~", 12),
+    ("`", 5),
+    ("&", 5),
+)
 TABLE_LINES = 50  # or which is a table of more lines (a table is rendered whole at each update)
 HEAD_CHARS = 2_000  # what a cut prose block shows
 HEAD_LINES = 40
@@ -127,7 +138,7 @@ class BlockScanner:
         self._content = -1  # where the block's first non-blank line starts
         self._content_end = 0  # where its last non-blank line ends (before the line break)
         self._code = 0  # lines of unfenced code since the block began (-1: not code)
-        self._markup = 0  # markup characters in the block's complete lines
+        self._markup = 0  # markup_cost of the block's complete lines
         self._lang = ""
 
     def feed(self, text: str, final: bool = False) -> None:
@@ -169,7 +180,7 @@ class BlockScanner:
                 stop = m.start() if m is not None else end
                 if stop > pos:
                     self._lines += text.count("\n", pos, stop)
-                    self._markup += markup_count(text, pos, stop)
+                    self._markup += markup_cost(text, pos, stop)
                     self._content_end = stop - 1
                     pos = stop
                     continue
@@ -213,7 +224,7 @@ class BlockScanner:
         long = (
             size > LONG_CHARS
             or self._lines > LONG_LINES
-            or size + MARKUP_COST * self._markup > LONG_COST
+            or size + self._markup > LONG_COST
             or (
                 self._lines > TABLE_LINES
                 and self._content >= 0
@@ -266,7 +277,7 @@ class BlockScanner:
         elif self._code >= 1:
             self._code = self._code + 1 if _codeish(line) else -1
         self._content_end = b - 1 if self.text[b - 1 : b] == "\n" else b
-        self._markup += markup_count(self.text, a, b)
+        self._markup += markup_cost(self.text, a, b)
         self._blank = False
         self._lines += 1
 
@@ -275,8 +286,13 @@ def _closed(block: Block) -> Block:
     return replace(block, closed=True) if block.kind is Kind.CODE else block
 
 
-def markup_count(text: str, start: int, end: int) -> int:
-    return sum(text.count(c, start, end) for c in MARKUP)
+def markup_cost(text: str, start: int, end: int) -> int:
+    return sum(cost * text.count(mark, start, end) for mark, cost in MARKUP_COSTS)
+
+
+def render_cost(text: str, start: int, end: int) -> int:
+    """Roughly what rendering ``text[start:end]`` as Markdown costs, in µs here."""
+    return end - start + markup_cost(text, start, end)
 
 
 def safe_cut(text: str, at: int) -> int:
@@ -326,19 +342,3 @@ def table_cells(row: str) -> list[str]:
     if row.endswith("|") and not row.endswith("\\|"):
         row = row[:-1]
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)]
-
-
-def display_lines(text: str, width: int = VIEW_LINE_CHARS) -> str:
-    """``text`` with lines longer than ``width`` broken for display: Qt lays out a line whole
-    (a megabyte line takes ~0.4 s), a view of the whole text shows it in pieces."""
-    if len(text) <= width or max(map(len, text.split("\n"))) <= width:
-        return text
-    out: list[str] = []
-    for line in text.split("\n"):
-        pos = 0
-        while len(line) - pos > width:
-            cut = safe_cut(line, pos + width)
-            out.append(line[pos:cut])
-            pos = cut
-        out.append(line[pos:])
-    return "\n".join(out)

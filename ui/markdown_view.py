@@ -24,7 +24,6 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import (
     QColor,
-    QCursor,
     QDesktopServices,
     QFont,
     QFontDatabase,
@@ -46,7 +45,6 @@ from PySide6.QtWidgets import (
     QTableView,
     QTextBrowser,
     QToolButton,
-    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -56,9 +54,9 @@ from app.markdown_blocks import (
     CODE_LINE_CHARS,
     CODE_LINES,
     HEAD_CHARS,
+    HEAD_COST,
     HEAD_LINES,
     HIGHLIGHT_CHARS,
-    MARKUP_COST,
     TABLE_LINES,
     VIEW_LINE_CHARS,
     Block,
@@ -66,7 +64,7 @@ from app.markdown_blocks import (
     Kind,
     head_end,
     is_table,
-    markup_count,
+    render_cost,
     safe_cut,
     table_cells,
 )
@@ -80,11 +78,6 @@ MERGE_LIMIT = 12_000  # a finished reply up to this long is shown as one documen
 RENDER_BUDGET = 24_000
 VIEW_LINES = 30  # the height, in lines, of a revealed big block (it scrolls inside)
 COPIED_MS = 1500  # how long Copy says "Copied"
-
-
-def render_cost(text: str, start: int, end: int) -> int:
-    """Roughly what rendering ``text[start:end]`` costs, in characters of plain prose."""
-    return end - start + MARKUP_COST * markup_count(text, start, end)
 
 
 def copy_with_feedback(text: str, button: QToolButton) -> None:
@@ -124,7 +117,26 @@ class MessageText(QTextBrowser):
             except (binascii.Error, UnicodeDecodeError):
                 return
             QGuiApplication.clipboard().setText(code)
-            QToolTip.showText(QCursor.pos(), "Copied ✓", self)
+            href = url.toString()
+            self._relabel(href, "Copied ✓")  # it worked: said where the user looks
+            QTimer.singleShot(COPIED_MS, self, lambda: self._relabel(href, "Copy"))
+
+    def _relabel(self, href: str, label: str) -> None:
+        """Set the text of the link to ``href`` (a Copy link) to ``label``."""
+        block = self.document().firstBlock()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                if fragment.charFormat().anchorHref() == href:
+                    cursor = QTextCursor(self.document())
+                    cursor.setPosition(fragment.position())
+                    end = fragment.position() + fragment.length()
+                    cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+                    cursor.insertText(label, fragment.charFormat())
+                    return
+                it += 1
+            block = block.next()
 
     @Slot()
     def _fit(self) -> None:
@@ -459,6 +471,8 @@ class LongBlock(QFrame):
             self._start = self._end = start
             lines = TABLE_LINES if self.table else HEAD_LINES
             self._head_end = head_end(source, start, end, lines, HEAD_CHARS)
+            while render_cost(source, start, self._head_end) > HEAD_COST:  # dense markup
+                self._head_end = safe_cut(source, start + (self._head_end - start) // 2)
         self._lines += source.count("\n", self._end, end)
         self._source, self._end = source, end
         if self.full is not None:
@@ -499,7 +513,8 @@ class LongBlock(QFrame):
             assert isinstance(model, TableModel)
             end = self._source.rfind("\n", self._taken, self._end) + 1  # whole rows only
             if end > self._taken:
-                model.append(self._source[self._taken : end].splitlines())
+                rows = self._source[self._taken : end].splitlines()
+                model.append([row for row in rows if row.strip()])
                 self._taken = end
         elif isinstance(self.full, TextView):
             self.full.append_text(self._source[self._taken : self._end])

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import base64
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from app.markdown_render import MarkdownRenderer, extends_paragraph, plain_to_html
+from app.markdown_render import COPY_SCHEME, MarkdownRenderer, extends_paragraph, plain_to_html
 
 
 def test_markdown_basics_and_code() -> None:
@@ -30,6 +32,72 @@ def test_raw_html_is_escaped_and_images_not_loaded() -> None:
 def test_unknown_language_is_plain() -> None:
     html = MarkdownRenderer(dark=True).render("```nosuchlang\nx = 1\n```")
     assert "x = 1" in html
+
+
+def test_single_line_breaks_are_kept() -> None:
+    html = MarkdownRenderer().render("Roses are red,\nViolets are blue.\n\nNew stanza")
+    assert re.search(r"Roses are red,<br\s*/?>\s*Violets are blue.", html)
+    assert html.count("<p>") == 2
+
+
+def test_tables_have_borders_padding_and_alignment() -> None:
+    html = MarkdownRenderer().render("| Colour | Price |\n|:--|--:|\n| Yellow | 4.26 |")
+    assert re.search(r'<table border="1" cellspacing="0" cellpadding="6"', html)
+    assert '<td align="right">4.26</td>' in html
+    assert re.search(r"<th [^>]*bgcolor=", html)  # the header row stands out
+
+
+def test_code_inside_a_list_is_labelled_wrapped_and_copyable() -> None:
+    code = "pip install x" + " --flag" * 40
+    html = MarkdownRenderer().render(f"1. Install:\n   ```bash\n   {code}\n   ```\n2. Run")
+    assert ">bash</td>" in html
+    assert "white-space:pre-wrap" in html  # long lines wrap instead of running off the edge
+    link = re.search(rf'href="{COPY_SCHEME}:([^"]+)"', html)
+    assert link is not None
+    assert base64.urlsafe_b64decode(link.group(1)).decode() == code  # the code, not its HTML
+
+
+def test_big_code_inside_a_list_shows_its_start() -> None:
+    code = "".join(f"x{i} = {i}\n" for i in range(5000))
+    indented = "".join("   " + line + "\n" for line in code.splitlines())
+    html = MarkdownRenderer().render(f"1. Data:\n   ```python\n{indented}   ```")
+    assert "\nx99 " in html
+    assert "\nx100 " not in html
+    assert "5,000 lines in all" in html
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "[click](javascript:alert(1))",
+        "<javascript:alert(1)>",
+        "[file](file:///etc/passwd)",
+        "<a href='javascript:alert(1)'>x</a>",
+    ],
+)
+def test_dangerous_links_are_not_links(hostile: str) -> None:
+    html = MarkdownRenderer().render(hostile)
+    assert not re.search(r'href="(javascript|file):', html, re.IGNORECASE)
+
+
+def test_raw_html_and_scripts_are_shown_as_text() -> None:
+    html = MarkdownRenderer().render("<script>alert(1)</script> <iframe src='http://x'></iframe>")
+    assert "<script" not in html
+    assert "<iframe" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_code_colours_fall_on_the_right_words() -> None:
+    code = "def f(x):\n    return 1"
+    spans = MarkdownRenderer().code_spans(code, "python")
+    lines = code.split("\n")
+    coloured = [
+        [line[s.start : s.start + s.length] for s in spans[i] if s.color]
+        for i, line in enumerate(lines)
+    ]
+    assert "def" in coloured[0]
+    assert "return" in coloured[1]
+    assert "1" in coloured[1]
 
 
 def test_plain_user_text() -> None:

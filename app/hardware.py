@@ -19,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,6 +363,7 @@ def _report() -> dict[str, Any]:
 
 
 _build: LlamaBuild | None = None
+_build_lock = threading.Lock()  # the panel and the About dialog may ask at once: one child
 
 
 class BuildUnknown(Exception):
@@ -376,9 +378,10 @@ def llama_build(timeout_s: float = REPORT_TIMEOUT_S) -> LlamaBuild:
         BuildUnknown: the child failed, crashed or took longer than ``timeout_s``.
     """
     global _build
-    if _build is None:
-        _build = build_from_report(_report_from_child(timeout_s))
-    return _build
+    with _build_lock:
+        if _build is None:
+            _build = build_from_report(_report_from_child(timeout_s))
+        return _build
 
 
 def _report_from_child(timeout_s: float) -> dict[str, Any]:
@@ -424,10 +427,9 @@ def build_from_report(report: dict[str, Any]) -> LlamaBuild:
 
 def backend_in_use(build: LlamaBuild, found: tuple[Gpu, ...], gpu_layers: int) -> str:
     """Where a model's layers run with these settings, in words: "CUDA (NVIDIA RTX 4070)",
-    "Metal (Apple GPU)", "CPU (AVX2, FMA…)"."""
+    "Metal (Apple GPU)", "CPU"."""
     gpu_devices = [d for d in build.devices if d.kind in ("GPU", "iGPU")]
     if build.gpu_backends and gpu_layers != 0 and (gpu_devices or found):
         where = gpu_devices[0].description if gpu_devices else found[0].name
         return f"{build.gpu_backends[0]} ({where})"
-    features = ", ".join(build.cpu_features) or "baseline instructions"
-    return f"CPU ({features})"
+    return "CPU"

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import QSocketNotifier, QTimer
-from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app import __version__
@@ -21,7 +20,7 @@ from app.engine.shared import SharedEngine
 from app.engine.types import Engine
 from app.logs import setup_logging
 from app.markdown_render import warm_up
-from resources import RESOURCES
+from ui.about_dialog import app_icon
 from ui.engine_controller import EngineController
 from ui.local_server import LocalServer
 from ui.main_window import MainWindow
@@ -98,7 +97,7 @@ def run(
     app.setApplicationDisplayName("Hearth")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("hearth")
-    app.setWindowIcon(QIcon(str(RESOURCES / "hearth.svg")))
+    app.setWindowIcon(app_icon())
 
     try:
         ctx = AppContext.open()

@@ -198,11 +198,23 @@ class MainWindow(QMainWindow):
             ("Settings", QKeySequence("Ctrl+,"), lambda: self.show_page(self.SETTINGS)),
             ("Quit", QKeySequence("Ctrl+Q"), self.close),
             ("Copy the last reply", QKeySequence("Ctrl+Shift+C"), self.chat_page.copy_last_reply),
+            ("About Hearth", QKeySequence(QKeySequence.StandardKey.HelpContents), self.show_about),
         ):
             action = QAction(label, self)
             action.setShortcut(keys)
             action.triggered.connect(act)
             self.addAction(action)
+
+    @Slot()
+    def show_about(self) -> None:
+        """F1, or Settings → This computer → About Hearth."""
+        from ui.about_dialog import AboutDialog
+
+        dialog = AboutDialog(self)
+        dialog.setModal(True)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        self.about_dialog = dialog
 
     def _connect_pages(self) -> None:
         """What each page asks for, and what each observes."""
@@ -224,6 +236,7 @@ class MainWindow(QMainWindow):
         self.settings_page.offline_changed.connect(self._offline_changed)
         self.settings_page.offline_changed.connect(self.refresh_remote_models)
         self.settings_page.connections_changed.connect(self.refresh_remote_models)
+        self.settings_page.hardware_panel.about_requested.connect(self.show_about)
         self.discover_page.download_requested.connect(self.download)
         self.discover_page.open_downloads.connect(lambda: self.show_page(self.DOWNLOADS))
         self.downloads_page.discover_requested.connect(lambda: self.show_page(self.DISCOVER))

@@ -34,6 +34,7 @@ from app.hub import whoami
 from app.library import LibraryError, ModelLibrary
 from app.settings import RANGES, Settings
 from ui.connections_box import ConnectionsBox
+from ui.hardware_panel import HardwarePanel
 from ui.local_server import LocalServer
 from ui.server_box import ServerBox
 from ui.tasks import error_text, run_task
@@ -103,9 +104,11 @@ class SettingsPage(QScrollArea):
         layout.setContentsMargins(20, 12, 20, 16)
         layout.addWidget(QLabel("<h2>Settings</h2>"))
 
+        self.hardware_panel = HardwarePanel(settings)  # Settings → This computer
         boxes: list[QGroupBox] = [
             self._folders_box(),
             self._engine_box(),
+            self.hardware_panel,
             self._replies_box(),
             self._hub_box(),
         ]

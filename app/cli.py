@@ -366,7 +366,7 @@ def _chats(args: argparse.Namespace) -> int:
         if args.chats_command == "list":
             for c in store.conversations():
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
-                print(f"{c.id:>5}  {when}  {c.title}")
+                print(f"{c.id:>5}  {when}  {c.title}" + ("  [pinned]" if c.pinned else ""))
             return 0
         if args.chats_command == "search":
             return _chats_search(store, args)

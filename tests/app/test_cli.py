@@ -453,6 +453,8 @@ def _seed_chats() -> dict[str, int]:
 def test_chats_search_finds_words_across_conversations(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from app.chats.store import ChatStore
+
     ids = _seed_chats()
     code, out, err = run(capsys, "chats", "search", "tram")
     assert (code, err) == (0, "")
@@ -468,6 +470,11 @@ def test_chats_search_finds_words_across_conversations(
     assert hit["title"] == "Bread"
     start, end = hit["highlights"][0]
     assert hit["snippet"][start:end] == "sourdough"
+    store = ChatStore(AppContext.open().paths.chats_db)
+    store.pin_conversation(ids["trip"])
+    store.close()
+    code, out, _ = run(capsys, "chats", "list")
+    assert out.splitlines()[0].endswith("Lisbon trip  [pinned]")  # first, though older
     code, out, err = run(capsys, "chats", "search", 'AND "(')
     assert (code, out) == (0, "")
     assert "Nothing found" in err

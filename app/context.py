@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.engine.types import LoadParams
+from app.hardware import default_threads
 from app.hub import set_offline
 from app.library import LibraryEntry, ModelLibrary
 from app.paths import Paths, get_paths
@@ -49,7 +50,7 @@ class AppContext:
         s = self.settings
         return LoadParams(
             context_length=s.context_length,
-            threads=s.threads,
+            threads=s.threads or default_threads(),  # 0: Automatic
             gpu_layers=s.gpu_layers,
             flash_attention=s.flash_attention,
             chat_template_override=s.chat_template_override,

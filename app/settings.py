@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -54,18 +53,12 @@ class Connection:
     url: str
 
 
-def default_threads() -> int:
-    # Generation is memory-bound: physical cores beat hyper-threads; leave a core for the UI.
-    n = os.cpu_count() or 2
-    return max(1, min(n if n <= 4 else n // 2, 16))
-
-
 @dataclass
 class Settings:
     version: int = SCHEMA_VERSION
     model_folders: list[str] = field(default_factory=list)
     extra_models: list[str] = field(default_factory=list)  # single files used in place
-    threads: int = field(default_factory=default_threads)
+    threads: int = 0  # 0: Automatic, one per physical core (app/hardware.py: default_threads)
     context_length: int = 4096
     gpu_layers: int = -1  # -1: all layers when the build has a GPU backend; ignored on CPU builds
     # auto: on when layers run on a GPU, off on the CPU, where it slows long conversations
@@ -106,7 +99,7 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
 # Whole numbers a settings file may hold (the Settings page's fields take the same ranges);
 # others fall back to the default (a context of -1 tokens would reach llama.cpp otherwise).
 RANGES: dict[str, tuple[int, int]] = {
-    "threads": (1, 256),
+    "threads": (0, 256),  # 0: Automatic
     "context_length": (256, 1_048_576),
     "gpu_layers": (-1, 1000),
     "download_concurrency": (1, 8),

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app import secrets
 from app.engine.templates import BUILTIN_TEMPLATES
+from app.hardware import default_threads
 from app.hub import whoami
 from app.library import LibraryError, ModelLibrary
 from app.settings import RANGES, Settings
@@ -179,6 +180,11 @@ class SettingsPage(QScrollArea):
         ef = _form(engine_box)
         self.threads = QSpinBox()
         self.threads.setRange(*RANGES["threads"])
+        self.threads.setSpecialValueText(f"Automatic ({default_threads()})")  # the value 0
+        self.threads.setToolTip(
+            "Automatic: one thread per physical core (see This computer). More rarely helps: "
+            "generation waits on memory, not on the processor."
+        )
         self.threads.setValue(self.settings.threads)
         self.context = QSpinBox()
         self.context.setRange(*RANGES["context_length"])

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from app.engine import memory_check
 from app.engine.cpu_safety import DOES_NOT_FIT, SAFE_MODE_NOTICE, SafeModeMemory, is_cpu_fault
 from app.engine.crashed_models import CrashedModels
 from app.engine.grammar import InvalidRequest
@@ -302,6 +303,7 @@ class ProcessEngine:
         """Load, in safe CPU mode where it is known to be needed, or after the fast kernels
         crash while loading."""
         why = self._crashed.reason(path) if self._crashed is not None else None
+        why = why or memory_check.refusal(path, params, self._loaded)  # before it swaps
         if why:
             raise EngineError(why)
         safe = self._wants_safe(params)

@@ -7,12 +7,14 @@ import os
 import stat
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from app import hardware
 from app.hardware import Gpu, LlamaBuild, Memory, Processor
+from app.hub.fit import Machine
 
 GIB = 1024**3
 
@@ -164,3 +166,71 @@ def test_the_backend_in_use_is_said_in_words() -> None:
     assert hardware.backend_in_use(build(("CUDA", "CPU")), nvidia, -1) == "CUDA (RTX 4070)"
     # GPU layers 0 keeps the model on the CPU, whatever the build
     assert hardware.backend_in_use(build(("CUDA", "CPU")), nvidia, 0) == "CPU"
+
+
+# Defaults from the machine
+
+
+def test_automatic_threads_reach_the_engine() -> None:
+    from app.context import AppContext
+
+    ctx = AppContext.open()
+    assert ctx.settings.threads == 0  # a new install: Automatic
+    assert ctx.load_params().threads == hardware.default_threads()
+    ctx.settings.threads = 3  # set by hand
+    assert ctx.load_params().threads == 3
+
+
+def machine_with(available: int) -> Callable[[], Machine]:
+    return lambda: Machine(ram_available=available, ram_total=available * 2)
+
+
+def test_a_model_that_cannot_fit_is_refused_with_the_numbers_before_loading(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.engine.process import ProcessEngine
+    from app.engine.types import EngineError, LoadParams
+    from app.hub import fit
+
+    monkeypatch.setattr(fit, "this_machine", machine_with(20 * 1000 * 1000))  # 20 MB free
+    engine = ProcessEngine()
+    try:
+        with pytest.raises(EngineError) as refused:
+            engine.load(str(tiny_model), LoadParams(context_length=2048, threads=1))
+        message = str(refused.value)
+        assert message.startswith(f"{tiny_model.name} was not loaded: it needs about ")
+        assert "and 20.0 MB is free" in message
+        assert "runtime 300.0 MB" in message  # the sum, term by term
+        assert "context of 512 tokens" in message  # capped at the model's trained length
+        assert engine._proc is None  # llama.cpp never started
+    finally:
+        engine.close()
+
+
+def test_replacing_the_loaded_model_counts_the_memory_it_frees(tiny_model: Path) -> None:
+    from app.engine import memory_check
+    from app.engine.types import LoadedModel, LoadParams
+    from app.hub import fit
+    from app.model_file import read_model_file
+
+    info = read_model_file(tiny_model)
+    size, n_ctx, kv = memory_check._needs(info, 2048)
+    needed = fit.estimate(size, n_ctx, Machine(10**12, 10**12), kv).needed
+    params = LoadParams(context_length=2048)
+    loaded = LoadedModel(str(tiny_model), "tiny", 2048, "model", "ChatML", 0)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(fit, "this_machine", machine_with(needed - 1))
+        assert memory_check.refusal(str(tiny_model), params, None) is not None
+        # Reloading it (another context length, say) frees what it holds first.
+        assert memory_check.refusal(str(tiny_model), params, loaded) is None
+        m.setattr(fit, "this_machine", machine_with(needed))
+        assert memory_check.refusal(str(tiny_model), params, None) is None  # tight, but fits
+
+
+def test_a_file_that_cannot_be_read_is_left_for_the_load_to_report(tmp_path: Path) -> None:
+    from app.engine import memory_check
+    from app.engine.types import LoadParams
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + os.urandom(64))
+    assert memory_check.refusal(str(broken), LoadParams(), None) is None

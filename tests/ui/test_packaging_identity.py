@@ -107,3 +107,13 @@ def test_about_is_a_button_away_in_settings(
     qtbot.waitUntil(lambda: window.about_dialog.build is not None, timeout=30_000)
     qtbot.waitUntil(lambda: panel.found is not None, timeout=30_000)
     window.about_dialog.reject()
+
+
+def test_threads_say_automatic_with_the_number_it_stands_for(window: MainWindow) -> None:
+    spin = window.settings_page.threads
+    assert window.ctx.settings.threads == 0
+    assert spin.text() == f"Automatic ({hardware.default_threads()})"
+    assert window.ctx.load_params().threads == hardware.default_threads()
+    spin.setValue(3)
+    window.settings_page.flush()
+    assert window.ctx.load_params().threads == 3

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.markdown_render import MarkdownRenderer, plain_to_html
+from app.markdown_render import MarkdownRenderer
 from app.units import short_duration
 from ui.item_models import MessageListModel, MessageRole
 from ui.markdown_view import COPIED_MS, MarkdownView, MessageText, copy_with_feedback
@@ -104,7 +104,7 @@ class MessageWidget(QFrame):
         self._source = content
         self.copy_button.setVisible(bool(content))  # a user's message can be copied too
         if self.role == "user":
-            self.content.show_html(plain_to_html(content))
+            self.content.set_plain(content)
             return
         self.prompt_button.setVisible(bool(content) and not streaming)
         if not content:

@@ -57,6 +57,8 @@ from app.markdown_blocks import (
     HEAD_COST,
     HEAD_LINES,
     HIGHLIGHT_CHARS,
+    LONG_CHARS,
+    LONG_LINES,
     TABLE_LINES,
     VIEW_LINE_CHARS,
     Block,
@@ -68,7 +70,13 @@ from app.markdown_blocks import (
     safe_cut,
     table_cells,
 )
-from app.markdown_render import COPY_SCHEME, MarkdownRenderer, Span, extends_paragraph
+from app.markdown_render import (
+    COPY_SCHEME,
+    MarkdownRenderer,
+    Span,
+    extends_paragraph,
+    plain_to_html,
+)
 
 # While a reply streams, finished prose is frozen in pieces of about this many characters, so an
 # update renders only the rest (the cost of an update follows the size of what is rendered again).
@@ -199,8 +207,18 @@ class TextView(QPlainTextEdit):
     def append_text(self, text: str) -> None:
         """``text`` added at the end, its lines broken every ``VIEW_LINE_CHARS`` characters: Qt
         lays out a line whole (a megabyte line takes ~0.4 s)."""
+        parts = text.split("\n")
+        last = len(parts[-1]) + (self._column if len(parts) == 1 else 0)
+        if (
+            self._column + len(parts[0]) <= VIEW_LINE_CHARS
+            and max(map(len, parts)) <= (VIEW_LINE_CHARS)
+            and last <= VIEW_LINE_CHARS
+        ):
+            self._column = last  # no line to break: the usual case, in one go
+            self._insert(text)
+            return
         out: list[str] = []
-        for i, part in enumerate(text.split("\n")):
+        for i, part in enumerate(parts):
             if i:
                 out.append("\n")
                 self._column = 0
@@ -214,9 +232,12 @@ class TextView(QPlainTextEdit):
                 self.broken = True
             out.append(part[pos:])
             self._column += len(part) - pos
+        self._insert("".join(out))
+
+    def _insert(self, text: str) -> None:
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText("".join(out))
+        cursor.insertText(text)
 
     def restart(self) -> None:
         self.clear()
@@ -285,7 +306,7 @@ class CodeBlock(QFrame):
         )
         self.view.setTabStopDistance(4 * self.view.fontMetrics().horizontalAdvance(" "))
         self.view.setAccessibleName(f"{lang} code" if lang else "Code")
-        self.highlighter = CodeHighlighter(self.view.document())
+        self.highlighter: CodeHighlighter | None = None  # made when the code is coloured
         self.more = QToolButton()
         self.more.setAutoRaise(True)
         self.more.clicked.connect(self.show_all)
@@ -335,7 +356,14 @@ class CodeBlock(QFrame):
         self.closed = closed
         self._update_more()
 
+    def _drop_colors(self) -> None:
+        if self.highlighter is not None:
+            self.highlighter.setDocument(None)
+            self.highlighter.deleteLater()
+            self.highlighter = None
+
     def _restart(self, start: int) -> None:
+        self._drop_colors()
         self.view.restart()
         self._start = self._end = self._taken = start
         self._lines, self._shown_lines, self._cut, self._colored = 1, 0, False, False
@@ -362,6 +390,8 @@ class CodeBlock(QFrame):
         self._colored = True
         shown = self.view.toPlainText()
         if len(shown) <= HIGHLIGHT_CHARS and not self.view.broken:
+            # Attached only now: attached, it is called back for every line as lines arrive.
+            self.highlighter = CodeHighlighter(self.view.document())
             self.highlighter.spans = self.renderer.code_spans(shown, self.lang)
             self.highlighter.rehighlight()
 
@@ -381,7 +411,7 @@ class CodeBlock(QFrame):
         self.view.set_max_lines(VIEW_LINES)
         self._taken = self._start
         self._colored = False
-        self.highlighter.spans = []
+        self._drop_colors()
         self._take(self._end)
         self._update_more()
         self.color()
@@ -439,11 +469,12 @@ class LongBlock(QFrame):
     """Prose too big to render at once (a huge table, a megabyte line): its first lines, and
     "Show all", which shows the rest in a view that lays out only what is in sight."""
 
-    def __init__(self, renderer: MarkdownRenderer, table: bool) -> None:
+    def __init__(self, renderer: MarkdownRenderer, table: bool, plain: bool = False) -> None:
         super().__init__()
         self.setObjectName("longBlock")
         self.renderer = renderer
         self.table = table
+        self.plain = plain  # text shown as typed (a user's message), not Markdown
         self.head = MessageText()
         self.note = QLabel()
         self.note.setObjectName("messageFooter")
@@ -483,7 +514,8 @@ class LongBlock(QFrame):
         return render_cost(self._source, self._start, self._head_end)
 
     def render_head(self) -> None:
-        self.head.setHtml(self.renderer.render(self._source[self._start : self._head_end]))
+        head = self._source[self._start : self._head_end]
+        self.head.setHtml(plain_to_html(head) if self.plain else self.renderer.render(head))
 
     def _update_note(self) -> None:
         if self.full is not None:
@@ -542,8 +574,21 @@ class LongBlock(QFrame):
         self.head.hide()
         self._layout.insertWidget(1, self.full)
         if isinstance(self.full, QTableView):
-            self.full.resizeColumnsToContents()
+            self._size_columns(self.full)
         self._update_note()
+
+    @staticmethod
+    def _size_columns(view: QTableView) -> None:
+        """Columns as wide as their header and first rows (Qt's own sizing reads every row)."""
+        model = view.model()
+        assert isinstance(model, TableModel)
+        metrics = view.fontMetrics()
+        for column in range(model.columnCount()):
+            texts = [model.header[column]] + [
+                str(model.index(row, column).data()) for row in range(min(50, model.rowCount()))
+            ]
+            width = max(metrics.horizontalAdvance(t) for t in texts) + 24
+            view.setColumnWidth(column, min(width, 400))
 
     def plain_text(self) -> str:
         if isinstance(self.full, TextView):
@@ -602,6 +647,23 @@ class MarkdownView(QWidget):
         self.clear()
         self.text.setHtml(html)
         self.text.show()
+
+    def set_plain(self, text: str) -> None:
+        """Text shown as typed (a user's message); its start only, with "Show all", when big."""
+        if self._shown == (text, False):
+            return
+        lines = text.count("\n", 0, LONG_CHARS + 1)
+        if len(text) <= LONG_CHARS and lines <= LONG_LINES:
+            self.show_html(plain_to_html(text))
+        else:
+            self.clear()
+            self.text.hide()
+            piece = LongBlock(self.renderer, table=False, plain=True)
+            self._layout.insertWidget(self._layout.indexOf(self.text), piece)
+            self.frozen.append(piece)
+            piece.set_source(text, 0, len(text))
+            piece.render_head()
+        self._shown = (text, False)
 
     def set_markdown(self, content: str, streaming: bool = False) -> None:
         if self._shown == (content, streaming):

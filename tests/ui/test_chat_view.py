@@ -138,3 +138,20 @@ def test_a_huge_reply_in_a_conversation_shows_without_rendering_it_whole(qtbot: 
     assert block.more.text() == "Show all 100,000 lines"
     assert len(reply.plain_text()) < 5_000
     assert "Done." in reply.text.toPlainText()
+
+
+def test_a_huge_pasted_message_shows_its_start_as_typed(qtbot: QtBot) -> None:
+    pasted = "**not bold** " + "log line 12:00:01 ok\n" * 50_000  # 1 MB of a log
+    widget = MessageWidget("user", MarkdownRenderer())
+    qtbot.addWidget(widget)
+    widget.set_content(pasted)
+    [block] = widget.content.pieces()
+    assert isinstance(block, LongBlock)
+    assert block.head.toPlainText().startswith("**not bold** log line")  # as typed
+    assert len(widget.plain_text()) < 5_000
+    block.more.click()
+    assert widget.plain_text() == pasted
+    widget.copy_button.click()
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == pasted

@@ -95,7 +95,7 @@ def rss_mb() -> float:
 
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
-    from PySide6.QtWidgets import QApplication, QToolButton
+    from PySide6.QtWidgets import QAbstractButton, QApplication
 
     try:
         from app.chats.records import Message
@@ -177,7 +177,7 @@ def main() -> None:
             more = getattr(piece, "more", None)
             if more is not None and more.isVisibleTo(view):
 
-                def click(more: QToolButton = more) -> None:
+                def click(more: QAbstractButton = more) -> None:
                     more.click()
                     view.repaint()
                     app.processEvents()

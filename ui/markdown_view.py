@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
+    QPushButton,
     QScrollArea,
     QSizePolicy,
     QTableView,
@@ -307,8 +308,7 @@ class CodeBlock(QFrame):
         self.view.setTabStopDistance(4 * self.view.fontMetrics().horizontalAdvance(" "))
         self.view.setAccessibleName(f"{lang} code" if lang else "Code")
         self.highlighter: CodeHighlighter | None = None  # made when the code is coloured
-        self.more = QToolButton()
-        self.more.setAutoRaise(True)
+        self.more = QPushButton()
         self.more.clicked.connect(self.show_all)
         self.more.hide()
         header = QHBoxLayout()
@@ -478,8 +478,7 @@ class LongBlock(QFrame):
         self.head = MessageText()
         self.note = QLabel()
         self.note.setObjectName("messageFooter")
-        self.more = QToolButton()
-        self.more.setAutoRaise(True)
+        self.more = QPushButton()
         self.more.clicked.connect(self.show_all)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
@@ -526,7 +525,7 @@ class LongBlock(QFrame):
         while end > self._head_end and self._source[end - 1] in "\n\r \t":
             end -= 1
         if self.table:
-            shown = self._source.count("\n", self._start, self._head_end) - 1
+            shown = max(0, self._source.count("\n", self._start, self._head_end) - 2)
             # Lines, less the header and delimiter rows; a last row without its line break counts.
             rows = self._lines - self._source.count("\n", end, self._end) - 1
             text = f"Showing {shown:,} of {rows:,} rows."

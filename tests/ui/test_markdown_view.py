@@ -105,6 +105,7 @@ def test_a_huge_table_shows_its_first_rows_and_show_all_opens_all_rows(qtbot: Qt
     head = block.head.document()
     assert head.toPlainText().count("Yellow") == TABLE_LINES - 2
     assert block.more.text() == "Show all 50,000 rows"
+    assert block.note.text() == f"Showing {TABLE_LINES - 2} of 50,000 rows."
     assert "After the table." in view.text.toPlainText()
     block.more.click()
     table = block.full

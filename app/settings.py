@@ -82,6 +82,7 @@ class Settings:
     server_save_chats: bool = False  # keep requests and their replies as conversations
     connections: list[Connection] = field(default_factory=list)
     window_geometry: str = ""  # the window's size and place when it last closed (Qt's, base64)
+    welcome_shown: bool = False  # the first-run welcome (ui/welcome.py) has been seen
 
 
 def _migrate(raw: dict[str, Any]) -> dict[str, Any]:

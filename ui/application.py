@@ -24,7 +24,9 @@ from ui.about_dialog import app_icon
 from ui.engine_controller import EngineController
 from ui.local_server import LocalServer
 from ui.main_window import MainWindow
+from ui.single_instance import SingleInstance
 from ui.theme import apply_theme
+from ui.welcome import welcome_if_first_run
 
 log = logging.getLogger(__name__)
 WARM_UP_AFTER_MS = 500
@@ -106,6 +108,10 @@ def run(
         where = e.filename or "Hearth's folders"
         QMessageBox.critical(None, "Hearth", f"Hearth cannot use {where}: {e.strerror or e}.")
         return 1
+    instance = SingleInstance(ctx.paths.data_dir)
+    if not instance.claim():  # Hearth already runs on these files: it was asked to come forward
+        log.info("Hearth is already open; its window was asked to come forward")
+        return 0
     log.info("Hearth %s starting; data in %s", __version__, ctx.paths.data_dir)
     apply_theme(app, ctx.settings.theme)
     try:
@@ -113,6 +119,7 @@ def run(
     except ChatStoreError as e:
         log.error("%s", e)
         QMessageBox.critical(None, "Hearth", str(e))
+        instance.release()
         return 1
     shared = shared_engine()
     engine = EngineController(lambda: window_engine(shared, ctx))
@@ -122,14 +129,20 @@ def run(
     close_on_signals(app, window)
     if ctx.settings.server_enabled:
         server.start()
+    instance.window = window  # brought forward when Hearth is opened again
+    first_run = None
     if on_started is not None:
-        on_started(window)
+        on_started(window)  # hearth --self-test drives the window itself
+    else:
+        first_run = welcome_if_first_run(window)  # kept here while the app runs
     # Once the window has been painted, import what the first reply's rendering needs.
     QTimer.singleShot(WARM_UP_AFTER_MS, _warm_up_rendering)
     try:
         return app.exec()
     finally:
+        del first_run  # the welcome (if any) lived as long as the app ran
         window.chat_page._flush()
         server.shutdown()
         engine.shutdown()
         store.close()
+        instance.release()

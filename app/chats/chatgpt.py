@@ -7,9 +7,11 @@ comes over, and how:
 - user and assistant messages, with their branches (edits, regenerations); the branch through
   ``current_node`` is the one shown;
 - nodes ChatGPT does not show are left out (no message, ``system`` messages,
-  ``metadata.is_visually_hidden_from_conversation``, hidden reasoning, memory updates, calls to
-  tools such as the browser) and their children hang on the nearest message that is kept;
-- the user's custom instructions become the conversation's system prompt;
+  ``metadata.is_visually_hidden_from_conversation``, a reasoning model's thoughts and the tool
+  calls it made while reasoning, memory updates, calls to tools such as the browser) and their
+  children hang on the nearest message that is kept;
+- the user's custom instructions become the conversation's system prompt; a pinned chat
+  (``pinned_time``) is pinned;
 - ``multimodal_text``: its text, and "[image]" for each picture (the files are not in
   conversations.json); a voice message's transcript;
 - Code Interpreter: the code the assistant ran (``code``) as a fenced block, its
@@ -78,10 +80,12 @@ def _conversation(c: dict[str, Any]) -> ImportedConversation:
         if instructions:
             system_prompt = system_prompt or instructions
         role, text = _shown(message)
-        if role is None or not text:
+        joins = _is_tool(message)  # tool output is shown only with the reply it belongs to
+        can_join = role == "assistant" and above.role == "assistant" and above.linear
+        if role is None or not text or (joins and not can_join):
             return _Kept(above.key, above.role, above.linear and branches <= 1)
         stamp = _number(message.get("create_time"), created)
-        if role == "assistant" and above.role == "assistant" and above.linear:
+        if can_join:
             assert above.key is not None
             joined = messages[above.key]
             joined.content = f"{joined.content}\n\n{text}"
@@ -138,6 +142,7 @@ def _conversation(c: dict[str, Any]) -> ImportedConversation:
         title=title.strip() if isinstance(title, str) and title.strip() else "ChatGPT chat",
         messages=ordered(list(messages.values())),
         system_prompt=system_prompt,
+        pinned=isinstance(c.get("pinned_time"), int | float),
         created_at=created,
         updated_at=_number(c.get("update_time"), latest),
     )
@@ -152,7 +157,13 @@ def _shown(message: dict[str, Any]) -> tuple[Role | None, str]:
     """Who a message is from in Hearth and its text as ChatGPT showed it; (None, "") for one
     ChatGPT does not show."""
     metadata = message.get("metadata")
-    if isinstance(metadata, dict) and metadata.get("is_visually_hidden_from_conversation"):
+    if isinstance(metadata, dict) and (
+        metadata.get("is_visually_hidden_from_conversation")
+        # a reasoning model's steps (its tool calls and their output), shown folded as thoughts
+        or metadata.get("reasoning_status") == "is_reasoning"
+    ):
+        return None, ""
+    if message.get("channel") == "analysis":
         return None, ""
     author = message.get("author")
     role = author.get("role") if isinstance(author, dict) else None
@@ -181,6 +192,11 @@ def _shown(message: dict[str, Any]) -> tuple[Role | None, str]:
             images = [p for p in _parts(content) if _is_image(p)]
             return "assistant", "\n".join(IMAGE for _ in images)
     return None, ""
+
+
+def _is_tool(message: dict[str, Any]) -> bool:
+    author = message.get("author")
+    return isinstance(author, dict) and author.get("role") == "tool"
 
 
 def _parts(content: dict[str, Any]) -> list[Any]:

@@ -238,7 +238,96 @@ CHART = _conversation(
     current="answer",
 )
 
-CONVERSATIONS_JSON: list[dict[str, Any]] = [CHART, TRIP]  # ChatGPT lists the newest first
+# 3. A reasoning model: thoughts, Python it ran while thinking and that code's output are all
+# folded away in ChatGPT; only the final answer shows. The chat was pinned.
+T3 = 1_700_200_000.0
+THINKING = {"model_slug": "gpt-5-thinking", "reasoning_status": "is_reasoning"}
+PUZZLE = _conversation(
+    "6751a1c0-0000-800c-a000-000000000003",
+    "Prime check",
+    T3,
+    _tree(
+        [
+            ("r", None, None),
+            ("q", "r", _message("q", "user", _text("Is 2027 prime?"), T3 + 1)),
+            (
+                "th",
+                "q",
+                _message(
+                    "th",
+                    "assistant",
+                    {
+                        "content_type": "thoughts",
+                        "thoughts": [
+                            {
+                                "summary": "Checking divisors",
+                                "content": "Try primes up to 45.",
+                                "chunks": [],
+                                "finished": True,
+                            }
+                        ],
+                        "source_analysis_msg_id": "a-1",
+                    },
+                    T3 + 2,
+                    metadata=THINKING,
+                ),
+            ),
+            (
+                "py",
+                "th",
+                _message(
+                    "py",
+                    "assistant",
+                    _text("sympy.isprime(2027)"),
+                    T3 + 3,
+                    metadata=THINKING,
+                    recipient="python",
+                ),
+            ),
+            (
+                "res",
+                "py",
+                _message(
+                    "res",
+                    "tool",
+                    {"content_type": "execution_output", "text": "True"},
+                    T3 + 4,
+                    metadata=THINKING,
+                    name="python",
+                ),
+            ),
+            (
+                "recap",
+                "res",
+                _message(
+                    "recap",
+                    "assistant",
+                    {"content_type": "reasoning_recap", "content": "Thought for 9s"},
+                    T3 + 5,
+                    metadata={"model_slug": "gpt-5-thinking"},
+                ),
+            ),
+            (
+                "final",
+                "recap",
+                {
+                    **_message(
+                        "final",
+                        "assistant",
+                        _text("Yes, 2027 is prime."),
+                        T3 + 6,
+                        metadata={"model_slug": "gpt-5-thinking"},
+                    ),
+                    "channel": "final",
+                },
+            ),
+        ]
+    ),
+    current="final",
+)
+PUZZLE["pinned_time"] = T3 + 100
+
+CONVERSATIONS_JSON: list[dict[str, Any]] = [PUZZLE, CHART, TRIP]  # the newest first
 
 
 @pytest.fixture
@@ -377,7 +466,7 @@ def test_chatgpt_export_comes_over_as_it_was_shown(tmp_path: Path, store: ChatSt
     file = tmp_path / "conversations.json"
     file.write_text(json.dumps(CONVERSATIONS_JSON), encoding="utf-8")
     result = store.import_conversations(read_import(file))
-    assert (result.conversations, result.messages, result.skipped) == (2, 9, 0)
+    assert (result.conversations, result.messages, result.skipped) == (3, 11, 0)
     by_title = {c.title: c for c in store.conversations()}
     trip = by_title["Lisbon weekend"]
     assert trip.system_prompt == "I live in Porto.\n\nAnswer briefly."  # custom instructions
@@ -404,9 +493,18 @@ def test_chatgpt_export_comes_over_as_it_was_shown(tmp_path: Path, store: ChatSt
             "```python\nprint(120 + 80)\n```\n\nOutput:\n```\n200\n```\n\nThe total is 200.",
         ),
     ]
-    assert [c.title for c in store.conversations()] == ["Sales chart", "Lisbon weekend"]
+    puzzle = by_title["Prime check"]
+    assert [(m.role, m.content) for m in store.messages(puzzle.id)] == [
+        ("user", "Is 2027 prime?"),
+        ("assistant", "Yes, 2027 is prime."),
+    ]
+    assert [(c.title, c.pinned) for c in store.conversations()] == [
+        ("Prime check", True),
+        ("Sales chart", False),
+        ("Lisbon weekend", False),
+    ]
     again = store.import_conversations(read_import(file))
-    assert (again.conversations, again.messages, again.skipped) == (0, 0, 2)
+    assert (again.conversations, again.messages, again.skipped) == (0, 0, 3)
 
 
 def test_chatgpt_zip_archive_and_a_single_conversation(tmp_path: Path, store: ChatStore) -> None:

@@ -489,10 +489,10 @@ def test_chats_import_counts_and_does_not_duplicate(
     chatgpt.write_text(json.dumps(CONVERSATIONS_JSON), encoding="utf-8")
     code, out, err = run(capsys, "chats", "import", str(chatgpt))
     assert (code, err) == (0, "")
-    assert out == "Imported 2 conversations with 9 messages.\n"
+    assert out == "Imported 3 conversations with 11 messages.\n"
     code, out, _ = run(capsys, "chats", "import", str(chatgpt))
     assert out == (
-        "Imported 0 conversations with 0 messages (2 conversations already here, left as they "
+        "Imported 0 conversations with 0 messages (3 conversations already here, left as they "
         "are).\n"
     )
     code, out, _ = run(capsys, "chats", "search", "--json", "Sintra")
@@ -500,7 +500,7 @@ def test_chats_import_counts_and_does_not_duplicate(
     # Hearth's own export, written to a file, imports into another Hearth.
     saved = tmp_path / "all.json"
     code, out, _ = run(capsys, "chats", "export", "-o", str(saved))
-    assert (code, out) == (0, f"Exported 2 conversations to {saved}\n")
+    assert (code, out) == (0, f"Exported 3 conversations to {saved}\n")
     assert json.loads(saved.read_text(encoding="utf-8"))["version"] == 2
     code, out, _ = run(capsys, "chats", "import", str(saved))
     assert out.startswith("Imported 0 conversations")  # they are these very ones

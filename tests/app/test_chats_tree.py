@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -283,13 +285,34 @@ def test_a_schema_2_database_with_chats_migrates(db: Path, engine: FakeEngine) -
     ChatStore(db).close()  # opening again is a no-op
 
 
-def test_a_fresh_database_and_two_openers_at_once(db: Path) -> None:
-    stores = [ChatStore(db), ChatStore(db)]
+@pytest.mark.parametrize("start", ["fresh", "schema 2"])
+def test_processes_opening_the_chats_at_once_migrate_them_once(db: Path, start: str) -> None:
+    if start == "schema 2":
+        _v2_database(db)
+    script = (
+        "import sys\n"
+        "from app.chats.store import ChatStore\n"
+        "s = ChatStore(sys.argv[1])\n"
+        "print(len(s.search('question')))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(db)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], results
+    found = 2 if start == "schema 2" else 0  # each message indexed once, not once per opener
+    assert [out.strip() for out, _ in results] == [str(found)] * 3
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     raw.close()
-    for s in stores:
-        s.close()
 
 
 def test_statements_keep_trigger_bodies_whole() -> None:

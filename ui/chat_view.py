@@ -32,9 +32,8 @@ from PySide6.QtWidgets import (
 from app.markdown_render import MarkdownRenderer
 from app.units import short_duration
 from ui.item_models import MessageListModel, MessageRole
-from ui.markdown_view import COPIED_MS, MarkdownView, MessageText, copy_with_feedback
-
-__all__ = ["COPIED_MS", "ChatView", "MessageText", "MessageWidget", "palette_is_dark"]
+from ui.markdown_pieces import MessageText, copy_with_feedback
+from ui.markdown_view import MarkdownView
 
 PAGE = 60  # messages shown at first; more on demand
 

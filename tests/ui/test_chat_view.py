@@ -11,8 +11,9 @@ from pytestqt.qtbot import QtBot
 from app.chats.records import Message
 from app.markdown_render import MarkdownRenderer
 from ui.chat_view import ChatView, MessageWidget
+from ui.code_block import CodeBlock
 from ui.item_models import MessageListModel
-from ui.markdown_view import CodeBlock, LongBlock, MessageText
+from ui.markdown_pieces import LongBlock, MessageText
 
 REVEAL = 400  # what the chat page shows per event-loop pass
 

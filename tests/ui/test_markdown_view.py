@@ -15,7 +15,9 @@ from pytestqt.qtbot import QtBot
 
 from app.markdown_blocks import CODE_LINES, TABLE_LINES
 from app.markdown_render import MarkdownRenderer, card_markdown
-from ui.markdown_view import CodeBlock, LongBlock, MarkdownArea, MarkdownView, TextView
+from ui.code_block import CodeBlock
+from ui.markdown_pieces import LongBlock, TextView
+from ui.markdown_view import MarkdownArea, MarkdownView
 
 
 def shown(qtbot: QtBot, text: str, streaming: bool = False) -> MarkdownView:

@@ -11,6 +11,7 @@ selected path: at each message, the child selected or added last (``messages``, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -95,8 +96,10 @@ class ChatStore(ConversationList):
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
             self.recover_interrupted()
-            self.empty_trash(TRASH_KEEP)
             self.presets = Presets(self._db)  # the system-prompt presets, in this database
+            # Housekeeping: chats open all the same when it cannot be done now (a busy writer).
+            with contextlib.suppress(ChatStoreError):
+                self.empty_trash(TRASH_KEEP)
         except sqlite3.Error as e:
             self._db.close()
             raise ChatStoreError(

@@ -129,7 +129,7 @@ def render(
         "date_string": datetime.now().strftime("%d %b %Y"),
         "datetime": datetime.now().strftime("%b %d %Y"),
         # FireFunction's template appends the tool list, as JSON text, to its system prompt
-        # without a default; llama.cpp passes "" when there are no tools.
+        # without a default; llama.cpp's FireFunction support passed "" when there were none.
         "functions": "",
         "enable_thinking": enable_thinking,
     }

@@ -1,7 +1,8 @@
 """``hearth --self-test``: the whole app, headless, end to end, in a throwaway home.
 
 Opens the real window (offscreen), has the starter model loaded by the engine process, sends one
-message through the chat page, waits for the reply and reads it back from the chat store. Exit
+message through the chat page, waits for the reply and reads it back from the chat store, then
+has llama.cpp describe its build (what About shows) from its own child process. Exit
 status 0 when all of that worked, 1 with one line saying what did not. It is how a bundle proves
 it runs on the machine it was built on (``packaging/linux/build.sh``, ``.ci/run``) and how a user
 or a bug report can check an install.
@@ -134,12 +135,22 @@ class _Check:
         if reply.status != "complete" or not reply.content.strip() or tokens < 1:
             self._end(f"the saved reply is {reply.status} with {tokens} tokens: {reply.error}")
             return
+        # What About and Settings → This computer show comes from another child process.
+        from app import hardware
+
+        try:
+            build = hardware.llama_build()
+        except hardware.BuildUnknown as e:
+            self._end(f"llama.cpp's report of its build failed: {e}")
+            return
         seconds = time.monotonic() - self.started
         rate = float(reply.stats.get("tokens_per_second", 0.0))
         self.passed = (
             f"self-test passed in {seconds:.1f} s: {os.path.basename(self.model_path)} "
             f"replied {tokens} tokens at {rate:.0f} tokens/s through the engine process; "
-            "the chat store holds the conversation"
+            "the chat store holds the conversation; llama.cpp "
+            f"{build.llama_version} (ggml {build.ggml_version}) runs on "
+            f"{', '.join(build.backends)}"
         )
         self._end("")
 

@@ -44,6 +44,7 @@ def test_self_test_chats_with_the_starter_model_and_leaves_the_users_files_alone
     assert result.returncode == 0, result.stderr
     assert "self-test passed" in result.stdout
     assert "through the engine process" in result.stdout
+    assert re.search(r"runs on .*CPU", result.stdout)  # llama.cpp described its build
     assert not hearth_home.exists()  # a throwaway home of its own, removed at the end
 
 

@@ -96,14 +96,21 @@ def free_port() -> int:
 
 @pytest.fixture
 def llama_server(
-    starter_model: Path, tmp_path: Path
+    starter_model: Path, starter_params: LoadParams, tmp_path: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """llama-cpp-python's OpenAI-compatible server on the starter model; always killed."""
+    """llama-cpp-python's OpenAI-compatible server on the starter model; always killed.
+
+    Where llama.cpp's fast kernels fault (an Intel CPU with AMX and a llama.cpp built by GCC 12,
+    whose AMX tile-configuration intrinsic is miscompiled: README, Troubleshooting), its server
+    cannot be told to leave them out, so it evaluates one token per batch: the AMX kernels then
+    take their one-row path, which uses no tiles and does not fault."""
     url = f"http://127.0.0.1:{free_port()}/v1"
     log = (tmp_path / "llama-server.log").open("wb")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(starter_model)]
     command += ["--host", "127.0.0.1", "--port", url.split(":")[2].split("/")[0]]
     command += ["--n_ctx", "2048", "--n_threads", "2"]
+    if starter_params.safe_cpu:
+        command += ["--n_ubatch", "1"]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -112,10 +112,16 @@ class SingleInstance(QObject):
 
 
 def bring_forward(window: QWidget) -> None:
-    """Show ``window`` un-minimised, raised and focused (as far as the desktop allows)."""
+    """Show ``window`` un-minimised, raised and focused (as far as the desktop allows), and a
+    dialog open over it (the welcome, say) above it again."""
     from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
 
     window.setWindowState(window.windowState() & ~Qt.WindowState.WindowMinimized)
     window.show()
     window.raise_()
     window.activateWindow()
+    dialog = QApplication.activeModalWidget()
+    if dialog is not None and dialog is not window:
+        dialog.raise_()
+        dialog.activateWindow()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.library import starter_model_path
@@ -115,3 +115,17 @@ def test_someone_who_has_chatted_before_is_not_welcomed(window: MainWindow) -> N
     window.store.create_conversation(title="From before the welcome existed")
     assert welcome.welcome_if_first_run(window) is None
     assert window.ctx.settings.welcome_shown
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support raise")
+def test_a_dialog_open_over_the_window_stays_above_it_when_brought_forward(
+    window: MainWindow, qtbot: QtBot
+) -> None:
+    from ui.single_instance import bring_forward
+
+    first = open_welcome(window, qtbot)
+    window.showMinimized()
+    bring_forward(window)
+    assert not window.windowState() & Qt.WindowState.WindowMinimized
+    assert first.dialog.isVisible()
+    assert QApplication.activeModalWidget() is first.dialog

@@ -141,6 +141,7 @@ class MarkdownView(QWidget):
             self._update(live, block)
         else:
             if live is not None:
+                live.hide()
                 live.deleteLater()
             live = self._make(block)
         self.frozen.append(live)

@@ -266,6 +266,7 @@ class LongBlock(QFrame):
         self.table = table
         self.plain = plain  # text shown as typed (a user's message), not Markdown
         self.head = MessageText()
+        self.head.setAccessibleName("The start of a long block")
         self.note = QLabel()
         self.note.setObjectName("messageFooter")
         self.more = QPushButton()
@@ -349,6 +350,7 @@ class LongBlock(QFrame):
             first = self._source.find("\n", self._start, self._end)
             second = self._source.find("\n", first + 1, self._end)
             view = QTableView()
+            view.setAccessibleName("The whole table")
             view.setModel(TableModel(self._source[self._start : first], []))
             view.verticalHeader().setDefaultSectionSize(view.fontMetrics().height() + 8)
             view.horizontalHeader().setStretchLastSection(True)
@@ -358,6 +360,7 @@ class LongBlock(QFrame):
             self._taken = second + 1 if second >= 0 else self._end
         else:
             self.full = TextView(wrap=True, max_lines=VIEW_LINES)
+            self.full.setAccessibleName("The whole block")
             self._taken = self._start
         self._take()
         self.head.hide()

@@ -59,6 +59,7 @@ class MarkdownView(QWidget):
         self._group_cost = 0
         self._tail: tuple[int, str] = (0, "")  # what ``text`` shows: its start and source
         self._shown: tuple[str, bool] | None = None
+        self._expanded: set[int] = set()  # where the blocks revealed with "Show all" start
         self._later: list[tuple[int, Callable[[], None]]] = []
         self._budget = 0
         self._timer = QTimer(self)
@@ -66,7 +67,7 @@ class MarkdownView(QWidget):
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._render_later)
 
-    def clear(self) -> None:
+    def clear(self, keep_expanded: bool = False) -> None:
         for piece in [*self.frozen, *([self._live] if self._live else [])]:
             piece.hide()  # at once, not when the deferred deletion runs
             piece.deleteLater()
@@ -78,6 +79,8 @@ class MarkdownView(QWidget):
         self._tail = (0, "")
         self._shown = None
         self._later = []
+        if not keep_expanded:
+            self._expanded = set()
         self.text.clear()
 
     def show_html(self, html: str) -> None:
@@ -108,12 +111,11 @@ class MarkdownView(QWidget):
             return
         final = not streaming
         scanner = self._scanner
-        if (
-            scanner.final
-            or not content.startswith(scanner.text)
-            or (final and (len(content) <= MERGE_LIMIT))
-        ):
-            self.clear()  # a short reply is shown anew when it ends: one document again
+        if scanner.final or not content.startswith(scanner.text):
+            self.clear()
+        elif final and len(content) <= MERGE_LIMIT:
+            self.clear(keep_expanded=True)  # a short reply is shown anew when it ends: one
+            # document again, with what was revealed still revealed
         self._shown = (content, streaming)
         self._budget = RENDER_BUDGET
         self._scanner.feed(content, final)
@@ -158,8 +160,11 @@ class MarkdownView(QWidget):
             piece = LongBlock(self.renderer, is_table(self._scanner.text, block.start))
         self._layout.insertWidget(self._layout.indexOf(self.text), piece)
         self._update(piece, block)
-        if isinstance(piece, LongBlock):
+        if block.start in self._expanded:
+            piece.show_all()
+        elif isinstance(piece, LongBlock):
             self._spend(piece.head_cost(), piece.render_head)
+        piece.more.clicked.connect(lambda _=False, at=block.start: self._expanded.add(at))
         return piece
 
     def _update(self, piece: CodeBlock | LongBlock, block: Block) -> None:

@@ -238,3 +238,18 @@ def test_a_model_card_with_a_megabyte_line_shows_its_start(qtbot: QtBot) -> None
     assert text.startswith("Card\nyyyy")
     assert "Apache-2.0" in text
     assert len(text) < 10_000  # the rest waits behind "Show all"
+
+
+def test_what_was_revealed_stays_revealed_when_the_reply_ends(qtbot: QtBot) -> None:
+    code = "\n".join(f"x{i} = {i}" for i in range(CODE_LINES + 50))
+    reply = f"Numbers:\n\n```python\n{code}\n```\n\nThat is all."
+    view = MarkdownView(MarkdownRenderer())
+    qtbot.addWidget(view)
+    view.set_markdown(reply[: reply.index("That")], streaming=True)
+    [block] = only(view, CodeBlock)
+    block.more.click()  # while it streams
+    view.set_markdown(reply)  # it ends: shown anew as one document, the code still whole
+    qtbot.waitUntil(lambda: not view.rendering())
+    [block] = only(view, CodeBlock)
+    assert block.plain_text() == code
+    assert block.more.isHidden()

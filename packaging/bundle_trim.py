@@ -18,25 +18,30 @@ from __future__ import annotations
 import re
 import subprocess
 
-# Matched against the destination path inside the bundle, with "/" separators.
+# Matched against the destination path inside the bundle, with "/" separators. Qt's files sit
+# in PySide6/Qt/ on Linux and macOS and in PySide6/ itself on Windows.
+_QT = r"(^|/)PySide6/(Qt6?/)?"
 _DROP = [
-    r"(^|/)Qt6?/translations/",
-    r"(^|/)Qt6?/qml/",
-    r"(^|/)Qt6?/plugins/(designer|qmllint|qmltooling|sqldrivers|printsupport|tls|"
+    _QT + r"translations/",
+    _QT + r"qml/",
+    _QT + r"plugins/(designer|qmllint|qmltooling|sqldrivers|printsupport|tls|"
     r"networkinformation|egldeviceintegrations|generic|vectorimageformats|sceneparsers|"
     r"renderers|geometryloaders|assetimporters|multimedia|position|texttospeech)/",
-    r"(^|/)Qt6?/plugins/platforms/(lib)?q(eglfs|linuxfb|minimal|minimalegl|vnc|vkkhrdisplay)\.",
-    r"(^|/)Qt6?/plugins/imageformats/(lib)?q(gif|icns|jpeg|pdf|tga|tiff|wbmp|webp)\.",
-    r"(^|/)Qt6?/plugins/platforminputcontexts/(lib)?qtvirtualkeyboard",
+    _QT + r"plugins/platforms/(lib)?q(eglfs|linuxfb|minimal|minimalegl|vnc|vkkhrdisplay|"
+    r"direct2d)\.",
+    _QT + r"plugins/imageformats/(lib)?q(gif|icns|jpeg|pdf|tga|tiff|wbmp|webp)\.",
+    _QT + r"plugins/platforminputcontexts/(lib)?qtvirtualkeyboard",
     # The GTK 3 theme would load the system's GTK against the cairo and pango of the build
     # machine (18 libraries it drags in); the XDG portal theme gives native file dialogs.
-    r"(^|/)Qt6?/plugins/platformthemes/(lib)?qgtk3",
-    # Libraries only the dropped parts (or modules Hearth never imports) link to.
-    r"(^|/)(lib)?Qt6(Qml|Quick|Pdf|Labs|Lottie|Designer|Help|UiTools|Test|Sql|PrintSupport|"
+    _QT + r"plugins/platformthemes/(lib)?qgtk3",
+    # Libraries only the dropped parts (or modules Hearth never imports) link to: libQt6Quick.so.6
+    # (Linux), Qt6Quick.dll (Windows), QtQuick.framework (macOS).
+    r"(^|/)(lib)?Qt6?(Qml|Quick|Pdf|Labs|Lottie|Designer|Help|UiTools|Test|Sql|PrintSupport|"
     r"EglFS|EglFsKms|OpenGLWidgets|VirtualKeyboard|WaylandCompositor|WaylandEglCompositor|"
     r"WlShellIntegration|ShaderTools|3D|Charts|DataVisualization|Graphs|Multimedia|"
     r"WebEngine|WebChannel|WebSockets|Positioning|Location|Sensors|SerialPort|Bluetooth|"
-    r"Nfc|RemoteObjects|Scxml|StateMachine|TextToSpeech|HttpServer|SpatialAudio)",
+    r"Nfc|RemoteObjects|Scxml|StateMachine|TextToSpeech|HttpServer|SpatialAudio)"
+    r"[^/]*(\.so|\.dll|\.dylib|\.framework/|$)",
 ]
 _DROP_RE = re.compile("|".join(f"(?:{p})" for p in _DROP))
 

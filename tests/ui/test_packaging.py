@@ -86,8 +86,11 @@ def _bundle_trim():  # packaging/ is not a package: load the spec's helper from 
         "PySide6/Qt/plugins/platforms/libqxcb.so",  # X11 desktops
         "PySide6/Qt/plugins/platforms/libqwayland.so",  # Wayland desktops
         "PySide6/Qt/plugins/platforms/libqoffscreen.so",  # --self-test
-        "PySide6/Qt/plugins/platforms/qwindows.dll",
+        "PySide6/plugins/platforms/qwindows.dll",  # Windows wheels have no Qt/ folder
         "PySide6/Qt/plugins/platforms/libqcocoa.dylib",
+        "PySide6/Qt6Widgets.dll",
+        "PySide6/Qt/lib/QtWidgets.framework/Versions/A/QtWidgets",
+        "PySide6/Qt/lib/libQt6OpenGL.so.6",  # X11's GLX integration links it
         "PySide6/Qt/plugins/iconengines/libqsvgicon.so",  # the app icon
         "PySide6/Qt/plugins/imageformats/libqsvg.so",
         "PySide6/Qt/plugins/platforminputcontexts/libcomposeplatforminputcontextplugin.so",
@@ -110,6 +113,11 @@ def test_the_bundle_keeps_what_a_desktop_needs(kept: str) -> None:
         "PySide6/Qt/plugins/sqldrivers/libqsqlpsql.so",
         "PySide6/Qt/plugins/platforms/libqvnc.so",
         "PySide6/Qt/plugins/platformthemes/libqgtk3.so",
+        "PySide6/translations/qtbase_de.qm",  # Windows
+        "PySide6/plugins/sqldrivers/qsqlite.dll",
+        "PySide6/Qt6Quick.dll",
+        "PySide6/Qt/lib/QtQuick.framework/Versions/A/QtQuick",  # macOS
+        "PySide6/Qt/lib/libQt6QmlModels.so.6",
     ],
 )
 def test_the_bundle_leaves_out_qt_parts_hearth_never_loads(dropped: str) -> None:

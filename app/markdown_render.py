@@ -28,8 +28,13 @@ def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> 
 def warm_up() -> None:
     """Import what rendering needs (markdown-it-py, Pygments: ~0.1 s), e.g. on a helper thread
     once the window is shown, so that the first reply's first words do not wait for it."""
-    for name in ("markdown_it", "pygments.formatters.html", "pygments.lexers"):
+    for name in ("markdown_it", "pygments.formatters.html", "pygments.lexers", "pygments.styles"):
         importlib.import_module(name)
+    from pygments.styles import get_style_by_name
+
+    for style in ("friendly", "monokai"):  # code blocks' colours, light and dark
+        get_style_by_name(style)
+    _lexer("python")  # the language replies show most (its lexer module takes ~10 ms to import)
 
 
 class MarkdownRenderer:

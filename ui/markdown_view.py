@@ -33,6 +33,7 @@ CHUNK = 800
 MERGE_LIMIT = 12_000  # a finished reply up to this long is shown as one document again
 # What is rendered per event-loop pass (``render_cost``, ~1 µs each); more waits for the next pass.
 RENDER_BUDGET = 24_000
+COLOR_NOW = 4_000  # code up to this cost is coloured as it is shown, bigger code a pass later
 
 Piece = MessageText | CodeBlock | LongBlock
 
@@ -171,8 +172,9 @@ class MarkdownView(QWidget):
         text = self._scanner.text
         if isinstance(piece, CodeBlock):
             piece.set_code(text, block.body_start, block.body_end, block.closed)
-            if block.closed:  # coloured on the next pass: the code shows a frame sooner
-                self._spend(2 * piece.view.document().characterCount(), piece.color, now=False)
+            if block.closed:  # big code is coloured on the next pass: it shows a frame sooner
+                cost = 2 * piece.view.document().characterCount()
+                self._spend(cost, piece.color, now=cost <= COLOR_NOW)
         else:
             piece.set_source(text, block.start, block.end)
 

@@ -155,7 +155,8 @@ def test_warm_up_imports_what_rendering_needs() -> None:
     code = (
         "import sys\n"
         "from app.markdown_render import warm_up\n"
-        "needed = {'markdown_it', 'pygments.lexers', 'pygments.formatters.html'}\n"
+        "needed = {'markdown_it', 'pygments.lexers', 'pygments.formatters.html',\n"
+        "          'pygments.styles.friendly', 'pygments.styles.monokai', 'pygments.lexers.python'}\n"
         "assert not needed & set(sys.modules)\n"
         "warm_up()\n"
         "assert needed <= set(sys.modules)\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -15,9 +16,8 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
+    QMessageBox,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -29,9 +29,11 @@ from app.context import AppContext
 from app.engine.routing import parse_remote_path
 from app.engine.types import GenerationStats, LoadedModel
 from app.library import LibraryEntry
+from app.settings import Sampling
 from ui.chat_view import ChatView
 from ui.engine_controller import EngineController
 from ui.item_models import MessageListModel
+from ui.message_input import MessageInput
 
 log = logging.getLogger(__name__)
 FLUSH_MS = 1000  # a streaming reply is saved at least this often
@@ -42,38 +44,7 @@ REVEAL_CHARS = 400
 # it), so that the reply starts as soon as it is sent; shorter than most pauses before Enter,
 # longer than the gaps between keys while typing on.
 TYPING_PAUSE_MS = 250
-
-
-class MessageInput(QPlainTextEdit):
-    """Enter sends, Shift+Enter starts a new line; grows with its text up to a few lines."""
-
-    submitted = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setPlaceholderText("Message the model…  (Enter to send, Shift+Enter for a new line)")
-        self.setAccessibleName("Message")
-        self.setTabChangesFocus(True)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.document().documentLayout().documentSizeChanged.connect(self._fit)
-        self._fit()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
-            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
-        ):
-            self.submitted.emit()
-            return
-        super().keyPressEvent(event)
-
-    @Slot()
-    def _fit(self) -> None:
-        # A QPlainTextEdit document measures its height in lines.
-        lines = max(1, min(8, int(self.document().size().height())))
-        margins = self.contentsMargins().top() + self.contentsMargins().bottom()
-        doc_margin = int(2 * self.document().documentMargin())
-        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + margins + doc_margin + 12)
+NEAR_FULL = 0.85  # of the context: the meter warns from here on
 
 
 @dataclass
@@ -132,14 +103,27 @@ class ChatPage(QWidget):
 
         self.view = ChatView(self.messages)
         self.view.prompt_requested.connect(self.view_prompt)
+        self.view.action_requested.connect(self._on_message_action)
+        self.view.edit_submitted.connect(self.edit_message)
         self._loaded_info: LoadedModel | None = None
         self._prompt_dropped = 0
         self.input = MessageInput()
         self.input.submitted.connect(self.send)
+        self.input.edit_last.connect(self.edit_last_message)
         self.send_button = QPushButton("Send")
         self.send_button.setObjectName("sendButton")
         self.send_button.setDefault(True)
         self.send_button.clicked.connect(self._on_send_clicked)
+        self.context_meter = QLabel()
+        self.context_meter.setObjectName("contextMeter")
+        self.context_meter.setAccessibleName("Context used")
+        self.context_meter.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.context_meter.setToolTip(
+            "How much of the model's context this conversation fills: the next reply reads all "
+            "of it, and its own words need room too. Past the limit, the oldest messages are "
+            "left out (the system prompt is kept)."
+        )
+        self.context_meter.hide()
         bottom = QHBoxLayout()
         bottom.setContentsMargins(16, 6, 16, 12)
         bottom.addWidget(self.input, 1)
@@ -150,6 +134,10 @@ class ChatPage(QWidget):
         layout.setSpacing(0)
         layout.addLayout(top)
         layout.addWidget(self.view, 1)
+        meter_row = QHBoxLayout()
+        meter_row.setContentsMargins(16, 0, 16, 0)
+        meter_row.addWidget(self.context_meter)
+        layout.addLayout(meter_row)
         layout.addLayout(bottom)
 
         self._flush_timer = QTimer(self)
@@ -278,6 +266,7 @@ class ChatPage(QWidget):
         if info.notice:
             text += f"<br><span style='color:#c08000'>{html.escape(info.notice)}</span>"
         self.status.setText(text)
+        self._update_context_meter()
         self._prepare_next()
 
     @Slot(str, str)
@@ -303,7 +292,9 @@ class ChatPage(QWidget):
                 if m.id == s.message_id:
                     m.content, m.status = s.turn.text, "streaming"
                     s.unshown = ""
-        self.messages.set_messages(items)
+        self.messages.set_messages(
+            items, self.store.path_siblings(self.conversation.id) if self.conversation else None
+        )
         if self.conversation and self.conversation.model:
             i = self.picker.findData(self.conversation.model)
             if i >= 0 and i != self.picker.currentIndex():
@@ -311,6 +302,7 @@ class ChatPage(QWidget):
                 self.load_current_model()
         self._update_empty_text()
         self._update_send_button()
+        self._update_context_meter()
         self.input.setFocus()
         if self.conversation is None:
             self._prepare_next()
@@ -406,11 +398,169 @@ class ChatPage(QWidget):
             self.conversation_created.emit(turn.conversation.id)
         self.messages.append(turn.user)
         self.messages.append(turn.reply)
+        self._begin(turn, path)
+
+    def _begin(self, turn: Turn, path: str) -> None:
+        """Stream the engine's reply for ``turn`` (shown already) into the view and the store."""
         self._stream = _Stream(turn)
         self.conversation_changed.emit(turn.conversation.id)
         self.engine.load(path, self.ctx.load_params())
-        self.engine.generate(turn.history, self.ctx.settings.sampling)
+        self.engine.generate(turn.history, self._sampling(), turn.continues)
         self._flush_timer.start()
+
+    def _sampling(self) -> Sampling:
+        """How the chat shown samples its replies."""
+        return self.ctx.settings.sampling
+
+    # the conversation's tree: versions, edit, regenerate, continue, delete
+
+    def _show_shown_branch(self) -> None:
+        """Show the conversation's shown branch again (after it changed in the store)."""
+        assert self.conversation is not None
+        cid = self.conversation.id
+        self.messages.set_messages(self.store.messages(cid), self.store.path_siblings(cid))
+        self._update_context_meter()
+
+    def _update_context_meter(self) -> None:
+        """Tokens the next reply starts from (the last reply's prompt and its own words) out of
+        the loaded model's context; warns near the limit."""
+        info = self._loaded_info
+        if info is None or not info.context_length or info.path != self.current_model_path():
+            self.context_meter.hide()
+            return
+        used = 0
+        for m in reversed(self.messages.items()):
+            if m.role == "assistant" and m.stats.get("prompt_tokens"):
+                used = int(m.stats["prompt_tokens"]) + int(m.stats.get("generated_tokens") or 0)
+                break
+        near = used >= NEAR_FULL * info.context_length
+        text = f"Context: {used:,} / {info.context_length:,} tokens"
+        if near:
+            text += " — near the limit: the oldest messages will be left out"
+        self.context_meter.setText(text)
+        self.context_meter.setProperty("near", near)
+        self.context_meter.style().unpolish(self.context_meter)
+        self.context_meter.style().polish(self.context_meter)
+        self.context_meter.show()
+
+    @Slot(str, int)
+    def _on_message_action(self, action: str, message_id: int) -> None:
+        if action == "select":
+            self.show_version(message_id)
+        elif action == "edit":
+            w = self.view.widget_for(message_id)
+            if w is not None:
+                w.start_editing()
+        elif action == "regenerate":
+            self.regenerate(message_id)
+        elif action == "continue":
+            self.continue_reply(message_id)
+        elif action == "delete":
+            self.delete_message(message_id)
+
+    def _may_change(self) -> bool:
+        """Whether the conversation may change now: not while a reply streams."""
+        if self.engine.generating:
+            self.status.setText("Wait for the reply to end, or stop it (Esc).")
+            return False
+        return self.conversation is not None
+
+    def show_version(self, message_id: int) -> None:
+        """Show the version of a message ``message_id`` is (and what follows it there)."""
+        if not self._may_change():
+            return
+        try:
+            self.store.select(message_id)
+        except ChatStoreError as e:
+            self._say_error(str(e))
+            return
+        self._show_shown_branch()
+        self._prepare_next()
+
+    @Slot()
+    def edit_last_message(self) -> None:
+        """Up in an empty box: edit the last message the user sent in this chat."""
+        for w in reversed(self.view.message_widgets()):
+            if w.role == "user":
+                w.start_editing()
+                self.view.scroll_to(w)
+                return
+
+    @Slot(int, str)
+    def edit_message(self, message_id: int, text: str) -> None:
+        """Send ``text`` as a new version of the user message ``message_id`` (the old one and
+        its replies stay, as a version) and stream the reply to it."""
+        self._start_version(
+            lambda: Turn.edit(self.store, message_id, text, model_name=self.current_model_name())
+        )
+
+    def regenerate(self, message_id: int) -> None:
+        """Another reply in place of the reply ``message_id``, which stays as a version."""
+        self._start_version(
+            lambda: Turn.regenerate(self.store, message_id, model_name=self.current_model_name())
+        )
+
+    def continue_reply(self, message_id: int) -> None:
+        """More of the reply ``message_id``, which stopped early, in the same message."""
+        self._start_version(lambda: Turn.continue_reply(self.store, message_id))
+
+    def _start_version(self, make: Callable[[], Turn]) -> None:
+        if not self._may_change():
+            return
+        path = self.current_model_path()
+        if not path:
+            self._say_error("Add a model on the Models page first.")
+            return
+        try:
+            turn = make()
+        except (ChatStoreError, ValueError) as e:
+            self._say_error(str(e))
+            return
+        self._show_shown_branch()
+        self._begin(turn, path)
+
+    def delete_message(self, message_id: int) -> None:
+        """Delete a message and what follows it in its version, after asking where that is
+        more than the message itself."""
+        if not self._may_change():
+            return
+        row = self.messages.row_of(message_id)
+        after = self.messages.rowCount() - row - 1 if row >= 0 else 0
+        if after > 0:
+            answer = QMessageBox.question(
+                self,
+                "Delete messages",
+                f"Delete this message and the {after} after it? Other versions stay.",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        try:
+            self.store.delete_message(message_id)
+        except ChatStoreError as e:
+            self._say_error(str(e))
+            return
+        self._show_shown_branch()
+        assert self.conversation is not None
+        self.conversation_changed.emit(self.conversation.id)
+        self._prepare_next()
+
+    def reveal_message(self, message_id: int) -> None:
+        """Open the conversation of ``message_id`` at that message (its version shown),
+        scrolled to and highlighted for a moment: where a search hit leads."""
+        message = self.store.message(message_id)
+        if message is None:
+            return
+        if self._stream is None or self._stream.conversation_id != message.conversation_id:
+            with contextlib.suppress(ChatStoreError):  # still opens, on the version shown
+                self.store.select(message_id)
+        self.open_conversation(message.conversation_id)
+        w = self.view.widget_for(message_id)
+        if w is not None:
+            self.view.scroll_to(w)
+            w.highlight()
+
+    def _say_error(self, message: str) -> None:
+        self.status.setText(f"<span style='color:#d04040'>{html.escape(message)}</span>")
 
     @Slot()
     def copy_last_reply(self) -> None:
@@ -451,7 +601,8 @@ class ChatPage(QWidget):
         self.input.setFocus()  # the next message can be typed at once
 
     @Slot(bool)
-    def _on_busy(self, _busy: bool) -> None:
+    def _on_busy(self, busy: bool) -> None:
+        self.view.set_busy(busy)
         self._update_send_button()
 
     def _update_send_button(self) -> None:
@@ -538,6 +689,7 @@ class ChatPage(QWidget):
         if row >= 0:
             self.messages.update(row, status=turn.status, error=turn.error, stats=stats)
         self._stream = None
+        self._update_context_meter()
         self.conversation_changed.emit(s.conversation_id)
 
     @Slot(GenerationStats)

@@ -14,6 +14,7 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
+    QTimer,
     Signal,
     Slot,
 )
@@ -29,13 +30,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.chats.history import can_continue
 from app.markdown_render import MarkdownRenderer
 from app.units import short_duration
 from ui.item_models import MessageListModel, MessageRole
 from ui.markdown_pieces import MessageText, copy_with_feedback
 from ui.markdown_view import MarkdownView
+from ui.message_actions import MessageActions, MessageEditor
 
 PAGE = 60  # messages shown at first; more on demand
+HIGHLIGHT_MS = 2500  # how long an opened search hit stays marked
 
 
 class MessageWidget(QFrame):
@@ -43,6 +47,8 @@ class MessageWidget(QFrame):
     and figures). The content is a ``MarkdownView`` for replies, plain text for the user's."""
 
     prompt_requested = Signal(int)  # message id: show the prompt this reply was made from
+    action_requested = Signal(str, int)  # MessageActions.requested: action, message id
+    edit_submitted = Signal(int, str)  # a user message's id, its new text
 
     def __init__(
         self, role: str, renderer: MarkdownRenderer, parent: QWidget | None = None
@@ -52,7 +58,10 @@ class MessageWidget(QFrame):
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
         self.setFrameShape(QFrame.Shape.StyledPanel if role == "user" else QFrame.Shape.NoFrame)
         self._source = ""
-        self.message_id = 0
+        self._message_id = 0
+        self.editor: MessageEditor | None = None
+        self.action_bar = MessageActions(role)
+        self.action_bar.requested.connect(self.action_requested)
         self.header = QLabel("You" if role == "user" else "Assistant")
         self.header.setObjectName("messageHeader")
         self.copy_button = QToolButton()
@@ -71,6 +80,7 @@ class MessageWidget(QFrame):
         header_row.setContentsMargins(0, 0, 0, 0)
         header_row.addWidget(self.header)
         header_row.addStretch(1)
+        header_row.addWidget(self.action_bar)
         header_row.addWidget(self.prompt_button)
         header_row.addWidget(self.copy_button)
 
@@ -88,6 +98,55 @@ class MessageWidget(QFrame):
         layout.addLayout(header_row)
         layout.addWidget(self.content)
         layout.addWidget(self.footer)
+
+    @property
+    def message_id(self) -> int:
+        return self._message_id
+
+    @message_id.setter
+    def message_id(self, value: int) -> None:
+        self._message_id = value
+        self.action_bar.message_id = value
+
+    def start_editing(self) -> None:
+        """Edit a user message in place: Send makes a new version (``edit_submitted``)."""
+        if self.role != "user" or self.editor is not None:
+            return
+        self.editor = MessageEditor(self._source)
+        self.editor.submitted.connect(self._edited)
+        self.editor.cancelled.connect(self.stop_editing)
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(layout.indexOf(self.content), self.editor)
+        self.content.hide()
+        self.action_bar.hide()
+        self.editor.start()
+
+    def highlight(self) -> None:
+        """Mark the message for a moment (a search hit that was opened)."""
+        self.setProperty("highlighted", True)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        QTimer.singleShot(HIGHLIGHT_MS, self._unhighlight)
+
+    @Slot()
+    def _unhighlight(self) -> None:
+        self.setProperty("highlighted", False)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    @Slot()
+    def stop_editing(self) -> None:
+        if self.editor is not None:
+            self.editor.deleteLater()
+            self.editor = None
+        self.content.show()
+        self.action_bar.show()
+
+    @Slot(str)
+    def _edited(self, text: str) -> None:
+        self.stop_editing()
+        self.edit_submitted.emit(self.message_id, text)
 
     @property
     def text(self) -> MessageText:
@@ -139,6 +198,10 @@ class MessageWidget(QFrame):
                 f"{stats['generated_tokens']} tokens · "
                 f"{short_duration(stats.get('time_to_first_token', 0))} to first token"
             )
+            prompt_tokens = int(stats.get("prompt_tokens") or 0)
+            if prompt_tokens:
+                reused = prompt_tokens - int(stats.get("prompt_tokens_evaluated") or 0)
+                parts.append(f"{reused:,} of {prompt_tokens:,} prompt tokens reused")
             if stats.get("messages_dropped"):
                 parts.append(f"{stats['messages_dropped']} oldest messages did not fit the context")
             if stats.get("stop_reason") == "length":
@@ -159,6 +222,8 @@ def palette_is_dark(widget: QWidget) -> bool:
 
 class ChatView(QScrollArea):
     prompt_requested = Signal(int)  # a reply's Prompt button: its message id
+    action_requested = Signal(str, int)  # a message's action (MessageActions.requested)
+    edit_submitted = Signal(int, str)  # a user message's id, its new text
 
     def __init__(self, model: MessageListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -170,6 +235,7 @@ class ChatView(QScrollArea):
         self._widgets: list[MessageWidget] = []
         self._renderer = MarkdownRenderer(dark=palette_is_dark(self))
         self._stick_to_bottom = True
+        self._busy = False  # a reply streams (in any chat): nothing may change the conversation
 
         self._body = QWidget()
         self._body.setObjectName("chatBody")
@@ -216,8 +282,41 @@ class ChatView(QScrollArea):
         w = MessageWidget(idx.data(MessageRole.Role), self._renderer)
         w.message_id = idx.data(MessageRole.Id)
         w.prompt_requested.connect(self.prompt_requested)
+        w.action_requested.connect(self.action_requested)
+        w.edit_submitted.connect(self.edit_submitted)
         self._fill(w, row)
         return w
+
+    def set_busy(self, busy: bool) -> None:
+        """Whether a reply is streaming: the actions that change a conversation wait for it."""
+        self._busy = busy
+        for i, w in enumerate(self._widgets):
+            self._fill_actions(w, self._first_shown + i)
+
+    def widget_for(self, message_id: int) -> MessageWidget | None:
+        """The widget showing ``message_id``, loading earlier pages if it is in one."""
+        row = self._model.row_of(message_id)
+        if row < 0:
+            return None
+        while row < self._first_shown:
+            self._show_more()
+        return self._widgets[row - self._first_shown]
+
+    def scroll_to(self, widget: QWidget) -> None:
+        self._stick_to_bottom = False
+        self.ensureWidgetVisible(widget, 0, 40)
+
+    def _fill_actions(self, w: MessageWidget, row: int) -> None:
+        idx = self._model.index(row)
+        status = idx.data(MessageRole.Status)
+        last = row == self._model.rowCount() - 1
+        w.action_bar.set_siblings(idx.data(MessageRole.Siblings))
+        w.action_bar.set_state(
+            has_text=bool(idx.data(MessageRole.Content)),
+            streaming=status == "streaming",
+            busy=self._busy,
+            can_continue=last and can_continue(self._model.message(row)),
+        )
 
     def _fill(self, w: MessageWidget, row: int, roles: list[int] | None = None) -> None:
         idx = self._model.index(row)
@@ -231,6 +330,7 @@ class ChatView(QScrollArea):
                 idx.data(MessageRole.Stats) or {},
                 idx.data(MessageRole.Model) or "",
             )
+            self._fill_actions(w, row)
 
     @Slot()
     def _rebuild(self) -> None:
@@ -266,6 +366,8 @@ class ChatView(QScrollArea):
             pos = row - self._first_shown
             self._layout.insertWidget(2 + pos, w)
             self._widgets.insert(pos, w)
+        if first - 1 >= self._first_shown:  # no longer the last: it cannot be continued now
+            self._fill_actions(self._widgets[first - 1 - self._first_shown], first - 1)
         self._empty.hide()
         self._stick_to_bottom = True
 

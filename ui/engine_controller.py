@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from app.chats.turn import request_reply
 from app.engine.types import (
     ChatMessage,
     Engine,
@@ -76,20 +77,21 @@ class EngineWorker(QObject):
             self._load_error = ""
             self.loaded.emit(request_id, info)
 
-    @Slot(int, object, object, object)
+    @Slot(int, object, object, object, str)
     def generate(
         self,
         request_id: int,
         messages: list[ChatMessage],
         sampling: Sampling,
         cancel: threading.Event,
+        continues: str = "",
     ) -> None:
         engine = self._get_engine()
         if engine.loaded is None:
             self.failed.emit(request_id, self._load_error or "No model is loaded.")
             return
         try:
-            reply = engine.chat(messages, sampling, cancel)
+            reply = request_reply(engine, messages, continues, sampling, cancel)
             for text in reply if reply.paced else coalesce(reply, EMIT_INTERVAL):
                 self.delta.emit(request_id, text)
             self.finished.emit(request_id, reply.stats)
@@ -150,7 +152,8 @@ class EngineController(QObject):
     prompt_failed = Signal(str)
 
     _request_load = Signal(int, str, object, object)  # request id, path, LoadParams, cancel
-    _request_generate = Signal(int, object, object, object)  # id, messages, Sampling, cancel
+    # id, messages, Sampling, cancel, the reply so far when it is continued ("" for a new one)
+    _request_generate = Signal(int, object, object, object, str)
     _request_prepare = Signal(object)  # messages
     _request_format = Signal(int, object)  # request id, messages
     _request_unload = Signal(int)
@@ -214,11 +217,17 @@ class EngineController(QObject):
         self.loading_path = ""
         self._request_unload.emit(self._new_id())
 
-    def generate(self, messages: list[ChatMessage], sampling: Sampling) -> None:
+    def generate(
+        self, messages: list[ChatMessage], sampling: Sampling, continues: str = ""
+    ) -> None:
+        """A reply to ``messages``; with ``continues`` (a reply that stopped early), more of
+        that reply instead."""
         self._generate_cancel = threading.Event()
         self._generate_id = self._new_id()
         self._set_busy(True)
-        self._request_generate.emit(self._generate_id, messages, sampling, self._generate_cancel)
+        self._request_generate.emit(
+            self._generate_id, messages, sampling, self._generate_cancel, continues
+        )
 
     def prepare(self, messages: list[ChatMessage]) -> None:
         """Let the loaded model get ready for the next reply while the user types: with

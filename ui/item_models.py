@@ -17,6 +17,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
+from app.chats.records import Siblings
 from app.chats.store import Conversation, Message
 from app.hub import SearchResult
 from app.hub.recommended import Recommended
@@ -38,6 +39,7 @@ class ConversationRole(enum.IntEnum):
     Id = Qt.ItemDataRole.UserRole + 1
     UpdatedAt = enum.auto()
     Replying = enum.auto()  # its reply is streaming
+    Pinned = enum.auto()  # heads the list (a pin mark beside its title)
 
 
 class ConversationListModel(QAbstractListModel):
@@ -60,9 +62,18 @@ class ConversationListModel(QAbstractListModel):
             return c.title
         if role == ConversationRole.Replying:
             return c.id == self._replying
+        if role == ConversationRole.Pinned:
+            return c.pinned
         if role == Qt.ItemDataRole.ToolTipRole:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
-            return f"{c.title}\n{'Replying… · ' if c.id == self._replying else ''}{when}"
+            state = ("Pinned · " if c.pinned else "") + (
+                "Replying… · " if c.id == self._replying else ""
+            )
+            return f"{c.title}\n{state}{when}"
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            # The pin is drawn, not written: a screen reader says it.
+            states = ["pinned"] * c.pinned + ["replying"] * (c.id == self._replying)
+            return ", ".join([c.title, *states])
         if role == ConversationRole.Id:
             return c.id
         if role == ConversationRole.UpdatedAt:
@@ -76,11 +87,13 @@ class ConversationListModel(QAbstractListModel):
                 ConversationRole.Id: b"id",
                 ConversationRole.UpdatedAt: b"updated",
                 ConversationRole.Replying: b"replying",
+                ConversationRole.Pinned: b"pinned",
             },
         )
 
     def set_conversations(self, items: list[Conversation], replying: int | None = None) -> None:
-        """The conversations, newest first; ``replying`` is the one whose reply streams."""
+        """The conversations, pinned first, then newest; ``replying`` is the one whose reply
+        streams."""
         self.beginResetModel()
         self._items = list(items)
         self._replying = replying
@@ -101,14 +114,16 @@ class MessageRole(enum.IntEnum):
     Error = enum.auto()
     Stats = enum.auto()
     Model = enum.auto()
+    Siblings = enum.auto()  # its versions (Siblings), or None where it has no other
 
 
 class MessageListModel(QAbstractListModel):
-    """The messages of the conversation on screen."""
+    """The messages of the conversation on screen: the shown branch of its tree."""
 
     def __init__(self) -> None:
         super().__init__()
         self._items: list[Message] = []
+        self._siblings: dict[int, Siblings] = {}  # by message id, where count > 1
 
     def rowCount(self, parent: _Index = _ROOT) -> int:
         return 0 if parent.isValid() else len(self._items)
@@ -131,6 +146,8 @@ class MessageListModel(QAbstractListModel):
             return m.stats
         if role == MessageRole.Model:
             return m.model
+        if role == MessageRole.Siblings:
+            return self._siblings.get(m.id)
         return None
 
     def roleNames(self) -> dict[int, QByteArray]:
@@ -138,9 +155,14 @@ class MessageListModel(QAbstractListModel):
             super().roleNames(), {r: r.name.lower().encode() for r in MessageRole}
         )
 
-    def set_messages(self, items: list[Message]) -> None:
+    def set_messages(
+        self, items: list[Message], siblings: dict[int, Siblings] | None = None
+    ) -> None:
+        """Show ``items``; ``siblings`` (``ChatStore.path_siblings``) gives the versions of
+        those that have others."""
         self.beginResetModel()
         self._items = list(items)
+        self._siblings = {k: v for k, v in (siblings or {}).items() if v.count > 1}
         self.endResetModel()
 
     def append(self, message: Message) -> int:

@@ -53,6 +53,13 @@ STYLESHEET = """
     background: palette(alternate-base); border: 1px solid palette(midlight); border-radius: 10px;
 }
 #messageHeader { font-weight: 600; color: palette(highlight); }
+#userMessage[highlighted="true"], #assistantMessage[highlighted="true"] {
+    background: rgba(230, 160, 40, 0.22); border: 1px solid rgba(230, 160, 40, 0.8);
+    border-radius: 10px;
+}
+#versionPosition { color: palette(placeholder-text); padding: 0 2px; }
+#contextMeter { color: palette(placeholder-text); font-size: 11px; }
+#contextMeter[near="true"] { color: #c08000; }
 #messageFooter, #engineStatus, #librarySummary {
     color: palette(placeholder-text); font-size: 11px;
 }

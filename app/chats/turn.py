@@ -276,14 +276,28 @@ def reply_for(
     cancel: threading.Event,
     rules: ReplyRules = NO_RULES,
 ) -> Reply:
-    """Ask ``engine`` for the reply ``turn`` records: a chat reply to its history, or, when it
-    continues a reply, the plain-text completion of the prompt the chat template makes of the
-    history followed by the reply so far (so the model goes on mid-sentence). Called where the
-    engine lives (its thread); raises what ``Engine.chat``/``complete``/``format_prompt`` raise.
+    """Ask ``engine`` for the reply ``turn`` records (see ``request_reply``). Called where the
+    engine lives (its thread)."""
+    return request_reply(engine, turn.history, turn.continues, sampling, cancel, rules)
+
+
+def request_reply(
+    engine: Engine,
+    history: list[ChatMessage],
+    continues: str,
+    sampling: Sampling,
+    cancel: threading.Event,
+    rules: ReplyRules = NO_RULES,
+) -> Reply:
+    """A chat reply to ``history``; or, when it ``continues`` a reply, the plain-text completion
+    of the prompt the chat template makes of the history followed by the reply so far (so the
+    model goes on mid-sentence, and the prompt's KV cache is reused). For a front end whose
+    engine lives on another thread, which takes a turn's ``history`` and ``continues`` there
+    rather than the turn. Raises what ``Engine.chat``/``complete``/``format_prompt`` raise.
     """
-    if not turn.continues:
-        return engine.chat(turn.history, sampling, cancel, rules)
-    prompt = engine.format_prompt(turn.history) + turn.continues
+    if not continues:
+        return engine.chat(history, sampling, cancel, rules)
+    prompt = engine.format_prompt(history) + continues
     return engine.complete(prompt, sampling, cancel, rules)
 
 

@@ -17,7 +17,7 @@ class _Burst:
         self.paced = paced
         self.loaded = LoadedModel("m.gguf", "m", 512, "model", "model's own", 0)
 
-    def chat(self, _messages: object, _sampling: object, _cancel: object) -> Reply:
+    def chat(self, _messages: object, _sampling: object, _cancel: object, _rules: object) -> Reply:
         def pieces() -> Iterator[str]:
             yield from (f"w{i} " for i in range(200))
 

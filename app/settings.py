@@ -31,16 +31,21 @@ class Sampling:
     repeat_penalty: float = 1.1
     max_tokens: int = 1024
     seed: int = -1  # -1: a fresh random seed for every reply
+    # Reasoning models: False renders the chat template with enable_thinking off (where it has
+    # that switch); a budget ends the thinking after that many tokens (None: no limit).
+    enable_thinking: bool = True
+    thinking_budget: int | None = None
 
     def clamped(self) -> Sampling:
-        return Sampling(
+        return dataclasses.replace(
+            self,
             temperature=min(max(self.temperature, 0.0), 5.0),
             top_p=min(max(self.top_p, 0.0), 1.0),
             top_k=max(self.top_k, 0),
             min_p=min(max(self.min_p, 0.0), 1.0),
             repeat_penalty=min(max(self.repeat_penalty, 0.0), 5.0),
             max_tokens=max(self.max_tokens, 1),
-            seed=self.seed,
+            thinking_budget=None if self.thinking_budget is None else max(self.thinking_budget, 0),
         )
 
 

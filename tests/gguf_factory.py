@@ -61,6 +61,7 @@ def write_tiny_model(
     expert_count: int | None = None,
     control_tokens: tuple[str, ...] = (),
     eos_token: str | None = None,
+    user_tokens: tuple[str, ...] = (),
 ) -> Path:
     """A real, loadable llama-architecture GGUF of ~1 MB: random weights, a byte-level vocab.
 
@@ -68,6 +69,7 @@ def write_tiny_model(
     tensors stay those of 2 layers): hostile or broken headers for the validator.
     ``control_tokens`` go at the end of the vocabulary (a template's own markers); ``eos_token``
     names the end-of-sequence token (default ``<|im_end|>`` with a template, ``</s>`` without).
+    ``user_tokens`` come last: markers a reply shows as text, as Qwen 3's ``<think>``.
     """
     import gguf
 
@@ -88,6 +90,8 @@ def write_tiny_model(
     types += [gguf.TokenType.NORMAL] * len(words)
     tokens += control_tokens
     types += [gguf.TokenType.CONTROL] * len(control_tokens)
+    tokens += user_tokens
+    types += [gguf.TokenType.USER_DEFINED] * len(user_tokens)
     n_vocab = len(tokens)
 
     w = gguf.GGUFWriter(str(path), architecture)
@@ -110,7 +114,7 @@ def write_tiny_model(
         [0.0] * 5
         + [-1000.0] * 256
         + [-float(i) for i in range(len(words))]
-        + [0.0] * len(control_tokens)
+        + [0.0] * (len(control_tokens) + len(user_tokens))
     )
     w.add_token_types(types)
     w.add_bos_token_id(1)

@@ -76,6 +76,8 @@ class ChatSettings:
             repeat_penalty=_pick(self.repeat_penalty, defaults.repeat_penalty),
             max_tokens=_pick(self.max_tokens, defaults.max_tokens),
             seed=_pick(self.seed, defaults.seed),
+            enable_thinking=_pick(self.thinking, defaults.enable_thinking),
+            thinking_budget=_pick(self.thinking_budget, defaults.thinking_budget),
         ).clamped()
 
     def context_length_or(self, default: int) -> int:

@@ -36,6 +36,7 @@ from app.engine.prompt_cache import PromptCache, common_prefix
 from app.engine.sampling import TokenPicker
 from app.engine.stops import StopScanner, TurnEnd, turn_end_stops
 from app.engine.templates import ChatTemplate, resolve_template
+from app.engine.thinking import ThinkingBudget, closing_tokens, opens_thinking
 from app.engine.types import (
     NO_RULES,
     ChatMessage,
@@ -235,6 +236,7 @@ class LlamaCppEngine:
             gpu_layers=layers,
             notice=notice,
             safe_cpu=params.safe_cpu,
+            thinking_switch=chat_template.has_thinking_switch,
         )
         return _Session(model, loaded, vocab, chat_template, context, PromptCache(vocab), turn_end)
 
@@ -257,7 +259,9 @@ class LlamaCppEngine:
     def format_prompt(self, messages: list[ChatMessage]) -> str:
         return self._current().template.format(messages)
 
-    def prompt_tokens(self, messages: list[ChatMessage], reserve: int) -> tuple[list[int], int]:
+    def prompt_tokens(
+        self, messages: list[ChatMessage], reserve: int, enable_thinking: bool = True
+    ) -> tuple[list[int], int]:
         """Tokens of the formatted conversation, leaving out the oldest turns until it fits."""
         session = self._current()
         n_ctx, template, prompt_cache = (
@@ -269,7 +273,7 @@ class LlamaCppEngine:
         body = messages[len(head) :]
         dropped = 0
         while True:
-            data = template.format(head + body).encode("utf-8")
+            data = template.format(head + body, enable_thinking).encode("utf-8")
             tokens, reused = prompt_cache.tokens_for(data)
             if len(tokens) + reserve <= n_ctx or len(body) <= 1:
                 break
@@ -385,13 +389,25 @@ class LlamaCppEngine:
         cancel: threading.Event,
         rules: ReplyRules = NO_RULES,
     ) -> Reply:
+        thinking = sampling.enable_thinking
         return self._reply(
-            lambda reserve: self.prompt_tokens(messages, reserve),
+            lambda reserve: self.prompt_tokens(messages, reserve, thinking),
             sampling,
             cancel,
             rules,
             self._current().turn_end,
+            lambda: self._header_opens_thinking(thinking),
         )
+
+    def _header_opens_thinking(self, enable_thinking: bool) -> bool:
+        """Whether the template's reply header opens a thinking block (DeepSeek R1's does), so
+        that a reply starts inside its thinking."""
+        hello: list[ChatMessage] = [{"role": "user", "content": "Hello"}]
+        try:
+            header = self._current().template.render(hello, enable_thinking=enable_thinking)
+        except Exception:  # the same conversation's prompt fails first, and says why
+            return False
+        return opens_thinking(header)
 
     def complete(
         self,
@@ -401,7 +417,12 @@ class LlamaCppEngine:
         rules: ReplyRules = NO_RULES,
     ) -> Reply:
         return self._reply(
-            lambda reserve: self.text_tokens(prompt, reserve), sampling, cancel, rules, TurnEnd()
+            lambda reserve: self.text_tokens(prompt, reserve),
+            sampling,
+            cancel,
+            rules,
+            TurnEnd(),
+            lambda: opens_thinking(prompt),
         )
 
     def text_tokens(self, prompt: str, reserve: int) -> tuple[list[int], int]:
@@ -426,13 +447,17 @@ class LlamaCppEngine:
         cancel: threading.Event,
         rules: ReplyRules,
         turn_end: TurnEnd,
+        starts_thinking: Callable[[], bool],
     ) -> Reply:
         if self._session is None:
             raise EngineError("No model is loaded.")
         grammar = grammar_for(rules.response_format)
         stats = GenerationStats()
+        sampling = sampling.clamped()
+        budget = sampling.thinking_budget
+        thinking = None if budget is None else ThinkingBudget(budget, starts_thinking())
         deltas = self._generate(
-            prompt, sampling.clamped(), cancel, stats, grammar, rules.stop, turn_end
+            prompt, sampling, cancel, stats, grammar, rules.stop, turn_end, thinking
         )
         return Reply(deltas, stats)
 
@@ -445,6 +470,7 @@ class LlamaCppEngine:
         grammar: str,
         stop: tuple[str, ...],
         turn_end: TurnEnd,
+        thinking: ThinkingBudget | None = None,
     ) -> Iterator[str]:
         lib = llama()
         started = time.perf_counter()
@@ -486,23 +512,35 @@ class LlamaCppEngine:
         is_eog, vocab_handle, piece = lib.llama_vocab_is_eog, vocab.handle, vocab.piece
         first_at = 0.0
         generated = 0
+        forced: list[int] = []  # tokens the engine writes itself, last first (closing thoughts)
         known, spelled, marks, spelled_bytes = session.prompt_cache.reply_lists()
         cached, ctx, ctx_size = context.start_decoding()
         try:
             while True:
-                token = pick(ctx)
-                if is_eog(vocab_handle, token) or token in end_tokens:
-                    stats.stop_reason = "eos"
-                    break
+                if forced or (thinking is not None and thinking.due()):
+                    if not forced:  # the thinking budget is spent: end the thoughts here
+                        forced = closing_tokens(vocab)[::-1]
+                        thinking = None
+                    token = forced.pop()
+                    token_bytes = vocab.spelling(token)  # shown even where it is a control token
+                else:
+                    token = pick(ctx)
+                    if is_eog(vocab_handle, token) or token in end_tokens:
+                        stats.stop_reason = "eos"
+                        break
+                    token_bytes = piece(token)
                 generated += 1
                 if generated == 1:
                     first_at = time.perf_counter()
                     stats.time_to_first_token = first_at - started
-                token_bytes = piece(token)
                 known.append(token)
                 spelled.append(token_bytes or vocab.spelling(token))
                 spelled_bytes += len(spelled[-1])
                 marks.append((spelled_bytes, len(known)))
+                if thinking is not None:
+                    thinking.feed(spelled[-1])
+                    if not thinking.watching:
+                        thinking = None
                 text = decoder.decode(token_bytes)
                 if stops and text:
                     text = stops.feed(text)

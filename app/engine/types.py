@@ -85,6 +85,8 @@ class LoadedModel:
     gpu_layers: int
     notice: str = ""  # something the user should know, e.g. a missing chat template
     safe_cpu: bool = False  # loaded in safe CPU mode (app/engine/cpu_safety.py)
+    # Its chat template has an enable_thinking switch (Sampling.enable_thinking changes the prompt)
+    thinking_switch: bool = False
 
 
 @dataclass

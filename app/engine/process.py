@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import memory_check
-from app.engine.cpu_safety import DOES_NOT_FIT, SAFE_MODE_NOTICE, SafeModeMemory, is_cpu_fault
+from app.engine.cpu_safety import DOES_NOT_FIT, SafeModeMemory, is_cpu_fault, safe_mode_notice
 from app.engine.crashed_models import CrashedModels
 from app.engine.grammar import InvalidRequest
 from app.engine.pipe import (
@@ -273,7 +273,7 @@ class ProcessEngine:
     def _engage_safe_mode(self, exitcode: int | None) -> None:
         """Safe CPU mode worked where the fast kernels crashed: keep it, and say so once."""
         self._safe_pending = False
-        self._notice_due = SAFE_MODE_NOTICE
+        self._notice_due = safe_mode_notice()
         if self._safe_mode is not None:
             self._safe_mode.remember(f"the engine process died with exit code {exitcode}")
 

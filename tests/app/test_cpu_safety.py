@@ -17,8 +17,10 @@ from app.engine.cpu_safety import (
     DOES_NOT_FIT,
     SAFE_MODE_NOTICE,
     SafeModeMemory,
+    amx_build_fault,
     is_cpu_fault,
     machine_key,
+    safe_mode_notice,
 )
 from app.engine.process import CRASHED, CRASHED_SWITCHING, ProcessEngine
 from app.engine.types import EngineError, LoadParams
@@ -111,7 +113,7 @@ def test_fault_in_the_fast_kernels_falls_back_and_is_remembered(
     assert engine.loaded is not None
     assert engine.loaded.safe_cpu
     assert reply.stats.generated_tokens > 0
-    assert reply.stats.notice == SAFE_MODE_NOTICE
+    assert reply.stats.notice == safe_mode_notice()
     assert memory.needed()
     # Said once: the next reply has no notice.
     again = engine.chat(HELLO, greedy(), threading.Event())
@@ -204,7 +206,7 @@ def test_fault_after_words_were_shown_switches_for_the_next_message(
     assert "".join(reply)
     assert engine.loaded is not None
     assert engine.loaded.safe_cpu
-    assert reply.stats.notice == SAFE_MODE_NOTICE
+    assert reply.stats.notice == safe_mode_notice()
     assert memory.needed()
 
 
@@ -331,3 +333,24 @@ def test_an_engine_process_that_exits_while_loading_does_not_blame_the_file(
         assert engine.load(str(tiny_model), PARAMS).path == str(tiny_model)
     finally:
         engine.close()
+
+
+def test_the_known_amx_cause_is_named_only_where_it_applies(tmp_path: Path) -> None:
+    """An AMX processor and a GCC-built llama.cpp with AMX kernels: the notice names the GCC
+    miscompile and the rebuild; any piece missing, it says nothing it does not know."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    binary = b"\x7fELF...ggml_backend_amx_buffer_type...GCC: (Debian 12.2.0-14+deb12u1) 12.2.0\0"
+    (lib / "libggml-cpu.so.0.25.3").write_bytes(binary)
+    (lib / "libggml-cpu.so").symlink_to("libggml-cpu.so.0.25.3")
+    amx = "fpu sse avx512f amx_bf16 amx_tile amx_int8"
+    cause = amx_build_fault(amx, lib)
+    assert "GCC 12.2.0" in cause
+    assert "Troubleshooting" in cause
+    assert amx_build_fault("fpu sse avx2", lib) == ""  # no AMX on this processor
+    (lib / "libggml-cpu.so.0.25.3").write_bytes(binary.replace(b"amx_buffer", b"cpu_buffer"))
+    assert amx_build_fault(amx, lib) == ""  # built without AMX kernels
+    (lib / "libggml-cpu.so.0.25.3").write_bytes(binary.replace(b"GCC:", b"clang"))
+    assert amx_build_fault(amx, lib) == ""  # another compiler
+    assert amx_build_fault(amx, tmp_path / "missing") == ""
+    assert safe_mode_notice().startswith(SAFE_MODE_NOTICE)

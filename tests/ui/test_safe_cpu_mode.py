@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.engine.cpu_safety import SAFE_MODE_NOTICE
+from app.engine.cpu_safety import safe_mode_notice
 from ui.application import create_engine
 from ui.main_window import MainWindow
 
@@ -38,7 +38,9 @@ def test_first_message_is_answered_in_safe_mode_and_told_once(
     assert page.conversation is not None
     saved = window.store.messages(page.conversation.id)
     assert saved[1].status == "complete"
-    assert saved[1].stats["notice"] == SAFE_MODE_NOTICE  # kept with the reply, shown after restart
+    assert (
+        saved[1].stats["notice"] == safe_mode_notice()
+    )  # kept with the reply, shown after restart
     send(qtbot, window, "And again?")
     second = page.view.message_widgets()[3]
     assert second.text.toPlainText().strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,34 @@ def test_the_licence_notices_name_every_runtime_dependency() -> None:
         name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
         assert aliases.get(name, name) in named, f"{name} has no licence notice"
     assert all(p["licence"] and p["url"].startswith("https://") for p in notices["parts"])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the Linux bundle's menu entry")
+def test_install_sh_puts_the_bundle_in_the_application_menu_and_takes_it_out(
+    tmp_path: Path,
+) -> None:
+    # The bundle's folder as build.sh lays it out, somewhere with a space in its path.
+    bundle = tmp_path / "My Apps" / "hearth"
+    (bundle / "icons/hicolor/256x256/apps").mkdir(parents=True)
+    (bundle / "icons/hicolor/scalable/apps").mkdir(parents=True)
+    shutil.copy(ROOT / "packaging/linux/install.sh", bundle / "install.sh")
+    shutil.copy(ROOT / "packaging/linux/hearth.desktop", bundle / "hearth.desktop")
+    shutil.copy(ROOT / "resources/hearth-256.png", bundle / "icons/hicolor/256x256/apps/hearth.png")
+    shutil.copy(ROOT / "resources/hearth.svg", bundle / "icons/hicolor/scalable/apps/hearth.svg")
+    data = tmp_path / "xdg-data"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_DATA_HOME": str(data)}
+
+    subprocess.run(["sh", str(bundle / "install.sh")], env=env, check=True, capture_output=True)
+    entry = (data / "applications/hearth.desktop").read_text(encoding="utf-8")
+    assert f'Exec="{bundle}/hearth" %U' in entry.splitlines()
+    assert f"TryExec={bundle}/hearth" in entry.splitlines()
+    assert "Icon=hearth" in entry.splitlines()
+    assert (data / "icons/hicolor/256x256/apps/hearth.png").is_file()
+    assert (data / "icons/hicolor/scalable/apps/hearth.svg").is_file()
+
+    subprocess.run(
+        ["sh", str(bundle / "install.sh"), "--uninstall"], env=env, check=True, capture_output=True
+    )
+    assert not (data / "applications/hearth.desktop").exists()
+    assert not list((data / "icons").rglob("hearth.*"))
+    assert (bundle / "install.sh").exists()  # the app's folder stays

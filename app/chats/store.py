@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -76,6 +77,11 @@ WITH RECURSIVE path(id, depth) AS (
 """
 
 
+def _read_only(path: Path) -> bool:
+    """Whether an existing database cannot be written where it is (a read-only disk or file)."""
+    return path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
 class ChatStore(ConversationList):
     """The chat database; one instance per thread (SQLite connections are not shared)."""
 
@@ -102,6 +108,13 @@ class ChatStore(ConversationList):
                 self.empty_trash(TRASH_KEEP)
         except sqlite3.Error as e:
             self._db.close()
+            if _read_only(Path(path)):
+                raise ChatStoreError(
+                    f"The chats at {path} are read-only (the file or its folder cannot be "
+                    "written), and Hearth saves every message as it goes. Make them writable "
+                    "again (the disk, or the file's permissions); Hearth has left them as they "
+                    "are."
+                ) from None
             raise ChatStoreError(
                 f"The chats at {path} cannot be used ({e}). Hearth has left the file as it is; "
                 "move it away to start with no chats, or restore it from a backup."

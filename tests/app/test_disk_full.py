@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from app.chats import store as store_module
-from app.chats.store import ChatStore
+from app.chats.store import ChatStore, ChatStoreError
 from app.chats.turn import Turn
 from app.cli import main
 from app.context import AppContext
 from app.settings import SettingsNotSaved
 from tests.chat_db import rows, seed
+from tests.cli_process import hearth
 
 Fill = Callable[[ChatStore | None], None]
 
@@ -142,3 +143,41 @@ def test_settings_on_a_full_disk_keep_the_last_good_file(
     ctx.save_settings()
     assert told
     assert "could not be saved" in told[0]
+
+
+@pytest.fixture
+def read_only_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A Hearth home whose data folder (the chats) is seeded, then made read-only: bound
+    read-only where the test may mount, else by permissions (which root ignores: skipped)."""
+    monkeypatch.setenv("HEARTH_HOME", str(tmp_path / "home"))
+    data = AppContext.open().paths.chats_db.parent
+    seed(data / "chats.sqlite3")
+    bound = subprocess.run(["mount", "--bind", str(data), str(data)], capture_output=True)
+    if bound.returncode == 0:
+        made = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(data)], capture_output=True
+        ).returncode
+        yield data
+        subprocess.run(["umount", str(data)], capture_output=True)
+        assert made == 0
+    elif os.geteuid() != 0:
+        (data / "chats.sqlite3").chmod(0o444)
+        data.chmod(0o555)
+        yield data
+        data.chmod(0o755)
+    else:
+        pytest.skip("root without mount: permissions cannot make a file read-only")
+
+
+def test_a_read_only_chat_database_is_said_so_and_left_as_it_is(read_only_data: Path) -> None:
+    db = read_only_data / "chats.sqlite3"
+    before = db.read_bytes()
+    with pytest.raises(ChatStoreError, match="are read-only") as e:
+        ChatStore(db)
+    assert "cannot be used" not in str(e.value)  # not called damaged: nothing to move away
+    done = hearth("chats", "list")
+    assert done.returncode == 1
+    assert done.stderr.startswith("hearth: The chats at ")
+    assert "read-only" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert db.read_bytes() == before

@@ -5,17 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QModelIndex, QPoint, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QByteArray, QThreadPool, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QButtonGroup,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
-    QListView,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QPushButton,
     QStackedWidget,
@@ -24,17 +20,17 @@ from PySide6.QtWidgets import (
 )
 
 from app import connections
-from app.chats.store import ChatStore, ChatStoreError
+from app.chats.store import ChatStore
 from app.context import AppContext
 from app.downloads import DownloadManager, JobView, State
 from app.hub import RemoteModel
 from app.library import LibraryEntry
 from app.secrets import get_token
 from ui.chat_page import ChatPage
+from ui.conversation_list import ConversationPanel
 from ui.discover_page import DiscoverPage
 from ui.downloads_page import DownloadsController, DownloadsPage
 from ui.engine_controller import EngineController
-from ui.item_models import ConversationListModel, ConversationRole
 from ui.local_server import LocalServer
 from ui.models_page import ModelsPage
 from ui.settings_page import SettingsPage
@@ -71,6 +67,7 @@ class MainWindow(QMainWindow):
         # Asking connections for their models (the network) runs apart from library work.
         self.remote_pool = QThreadPool(self)
         self.remote_pool.setMaxThreadCount(1)
+        self._shown_when_trashed = False  # the chat deleted last was the one shown
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
         if ctx.settings.window_geometry:  # where the user left it (Qt keeps it on a screen)
@@ -119,21 +116,16 @@ class MainWindow(QMainWindow):
             self.pages.addWidget(page)
 
     def _build_sidebar(self) -> QWidget:
-        """Title, New chat, the conversations, and the page buttons."""
-        self.conversations = ConversationListModel()
-        self.conversation_list = QListView()
-        self.conversation_list.setAccessibleName("Conversations")
-        self.conversation_list.setModel(self.conversations)
-        self.conversation_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.conversation_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.conversation_list.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.conversation_list.setUniformItemSizes(True)
-        self.conversation_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.conversation_list.customContextMenuRequested.connect(self._conversation_menu)
-        self.conversation_list.clicked.connect(self._on_conversation_clicked)
-        # Enter on the highlighted chat opens it (arrows only moved a highlight that then no
-        # longer matched the chat shown).
-        self.conversation_list.activated.connect(self._on_conversation_clicked)
+        """Title, New chat, the conversations (ui/conversation_list.py), and the page buttons."""
+        panel = ConversationPanel(self.store, self.ctx.paths.chats_db)
+        self.conversation_panel = panel
+        self.conversations = panel.model  # the list's model and view, as tests and pages see them
+        self.conversation_list = panel.view
+        panel.open_requested.connect(self.open_conversation)
+        panel.hit_opened.connect(self.open_message)
+        panel.trashed.connect(self._on_conversation_trashed)
+        panel.restored.connect(self._on_conversation_restored)
+        panel.changed.connect(self.reload_conversations)
         new_chat = QPushButton("+  New chat")
         new_chat.setToolTip("New chat (Ctrl+N)")
         new_chat.clicked.connect(self.new_chat)
@@ -157,7 +149,7 @@ class MainWindow(QMainWindow):
         sl.setContentsMargins(10, 10, 10, 10)
         sl.addWidget(title)
         sl.addWidget(new_chat)
-        sl.addWidget(self.conversation_list, 1)
+        sl.addWidget(panel, 1)
         sl.addLayout(nav_layout)
         # While the API server is on, the window says so (and where), whatever page is shown.
         self.server_status = QPushButton()
@@ -290,31 +282,33 @@ class MainWindow(QMainWindow):
 
     # conversations
 
+    @Slot()
     def reload_conversations(self) -> None:
-        self.conversations.set_conversations(
-            self.store.conversations(), replying=self.chat_page.replying_conversation()
-        )
         current = self.chat_page.conversation
-        row = self.conversations.row_of(current.id) if current else -1
-        if row >= 0:
-            self.conversation_list.setCurrentIndex(self.conversations.index(row))
-        else:
-            self.conversation_list.clearSelection()
+        self.conversation_panel.show_conversations(
+            self.store.conversations(),
+            current.id if current else None,
+            self.chat_page.replying_conversation(),
+        )
 
     @Slot()
     def new_chat(self) -> None:
         self.chat_page.open_conversation(None)
-        self.conversation_list.clearSelection()
+        self.conversation_panel.clear_selection()
         self.show_page(self.CHAT)
 
+    @Slot(int)
     def open_conversation(self, conversation_id: int) -> None:
         self.chat_page.open_conversation(conversation_id)
         self.reload_conversations()
         self.show_page(self.CHAT)
 
-    @Slot(QModelIndex)
-    def _on_conversation_clicked(self, index: QModelIndex) -> None:
-        self.open_conversation(index.data(ConversationRole.Id))
+    @Slot(int, int)
+    def open_message(self, conversation_id: int, message_id: int) -> None:
+        """Open a conversation at one of its messages (a search hit), on the branch holding it."""
+        self.show_page(self.CHAT)  # shown first: the page scrolls to the message laid out
+        self.chat_page.reveal_message(message_id)  # its version selected, scrolled to, marked
+        self.reload_conversations()
 
     @Slot(int)
     def _on_conversation_created(self, _conversation_id: int) -> None:
@@ -324,46 +318,29 @@ class MainWindow(QMainWindow):
     def _on_conversation_changed(self, _conversation_id: int) -> None:
         self.reload_conversations()
 
-    @Slot(QPoint)
-    def _conversation_menu(self, pos: QPoint) -> None:
-        index = self.conversation_list.indexAt(pos)
-        if not index.isValid():
-            return
-        conversation_id = index.data(ConversationRole.Id)
-        menu = QMenu(self)
-        rename = menu.addAction("Rename…")
-        delete = menu.addAction("Delete")
-        chosen = menu.exec(self.conversation_list.viewport().mapToGlobal(pos))
-        if chosen is rename:
-            title, ok = QInputDialog.getText(self, "Rename chat", "Title:", text=index.data())
-            if ok and title.strip():
-                self.rename_conversation(conversation_id, title.strip())
-        elif chosen is delete:
-            answer = QMessageBox.question(
-                self, "Delete chat", f"Delete “{index.data()}”? This cannot be undone."
-            )
-            if answer == QMessageBox.StandardButton.Yes:
-                self.delete_conversation(conversation_id)
-
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        try:
-            self.store.update_conversation(conversation_id, title=title)
-        except ChatStoreError as e:
-            QMessageBox.warning(self, "Rename chat", str(e))
-        self.reload_conversations()
+        self.conversation_panel.rename(conversation_id, title)
 
     def delete_conversation(self, conversation_id: int) -> None:
-        current = self.chat_page.conversation
-        if current and current.id == conversation_id and self.engine.generating:
+        """To the trash, with Undo offered for a while (then deleted for good)."""
+        self.conversation_panel.trash(conversation_id)
+
+    @Slot(int)
+    def _on_conversation_trashed(self, conversation_id: int) -> None:
+        if self.chat_page.replying_conversation() == conversation_id:
             self.engine.stop()
-        try:
-            self.store.delete_conversation(conversation_id)
-        except ChatStoreError as e:
-            QMessageBox.warning(self, "Delete chat", str(e))
-            return
-        if current and current.id == conversation_id:
+        current = self.chat_page.conversation
+        self._shown_when_trashed = current is not None and current.id == conversation_id
+        if self._shown_when_trashed:
             self.chat_page.open_conversation(None)
         self.reload_conversations()
+
+    @Slot(int)
+    def _on_conversation_restored(self, conversation_id: int) -> None:
+        if self._shown_when_trashed:  # Undo shows it again where it was
+            self.open_conversation(conversation_id)
+        else:
+            self.reload_conversations()
 
     # library
 
@@ -470,6 +447,7 @@ class MainWindow(QMainWindow):
         self.settings_page.flush()  # a change still settling is saved
         self.ctx.save_settings()
         self.chat_page._flush()
+        self.conversation_panel.shutdown()  # a chat deleted with Undo still offered goes for good
         self.downloads.shutdown()  # running downloads resume at the next start
         self.library_pool.waitForDone()
         self.remote_pool.waitForDone(3000)

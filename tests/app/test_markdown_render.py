@@ -87,6 +87,18 @@ def test_raw_html_and_scripts_are_shown_as_text() -> None:
     assert "&lt;script&gt;" in html
 
 
+@pytest.mark.parametrize(
+    "nested",
+    [
+        "> " * 30 + "the innermost words",
+        "".join("  " * d + f"- level {d}\n" for d in range(21)) + " " * 42 + "the innermost words",
+        "> " * 300 + "the innermost words",  # deeper than the parser goes: shown as written
+    ],
+)
+def test_deep_nesting_loses_nothing(nested: str) -> None:
+    assert "the innermost words" in MarkdownRenderer().render(nested)
+
+
 def test_code_colours_fall_on_the_right_words() -> None:
     code = "def f(x):\n    return 1"
     spans = MarkdownRenderer().code_spans(code, "python")

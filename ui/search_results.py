@@ -1,4 +1,4 @@
-"""Search results over every conversation: the hits' model and how a hit is drawn."""
+"""Search over every conversation: the search box, the hits' model and how a hit is drawn."""
 
 from __future__ import annotations
 
@@ -15,9 +15,17 @@ from PySide6.QtCore import (
     QRect,
     QSize,
     Qt,
+    Signal,
 )
-from PySide6.QtGui import QAbstractTextDocumentLayout, QFont, QPainter, QPalette, QTextDocument
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
+    QFont,
+    QKeyEvent,
+    QPainter,
+    QPalette,
+    QTextDocument,
+)
+from PySide6.QtWidgets import QLineEdit, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from app.chats.search import SearchHit
 from ui.item_models import with_role_names
@@ -154,3 +162,22 @@ class SearchHitDelegate(QStyledItemDelegate):
         context.palette.setColor(QPalette.ColorRole.Text, color)
         doc.documentLayout().draw(painter, context)
         painter.restore()
+
+
+class SearchField(QLineEdit):
+    """The search box: Esc empties it, Down goes to the results, Enter opens the first hit."""
+
+    down = Signal()
+    submitted = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape and self.text():
+            self.clear()
+            return
+        if event.key() == Qt.Key.Key_Down:
+            self.down.emit()
+            return
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)

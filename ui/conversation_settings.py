@@ -14,7 +14,8 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QIcon, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,6 +30,8 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +41,7 @@ from app.chats.presets import Preset, PresetError
 from app.chats.store import ChatStore, ChatStoreError, Conversation
 from app.context import AppContext
 from app.engine.types import LoadedModel
+from resources import RESOURCES
 from ui.engine_controller import EngineController
 
 SETTLE_MS = 400  # a change is saved once typing pauses this long (and when the panel closes)
@@ -82,6 +86,39 @@ _NUMBERS = (
         "Most tokens a reply may think for before it answers (0: answer at once)",
     ),
 )
+
+
+class ChatSettingsButton(QToolButton):
+    """The top bar's "Chat settings": its words where there is room, only its icon in a narrow
+    window (which must fit in 700 px with the model picker beside it)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setText("Chat settings")
+        self.setAccessibleName("Chat settings")
+        self.setToolTip("This chat's system prompt, sampling and thinking")
+        self.setIcon(QIcon(str(RESOURCES / "sliders.svg")))
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self._full = super().sizeHint()
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        self._icon_only = super().sizeHint()
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+
+    def sizeHint(self) -> QSize:
+        return self._full
+
+    def minimumSizeHint(self) -> QSize:
+        return self._icon_only
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        roomy = event.size().width() >= self._full.width()
+        self.setToolButtonStyle(
+            Qt.ToolButtonStyle.ToolButtonTextBesideIcon
+            if roomy
+            else Qt.ToolButtonStyle.ToolButtonIconOnly
+        )
+        super().resizeEvent(event)
 
 
 class OptionalNumber(QLineEdit):

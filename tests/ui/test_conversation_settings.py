@@ -276,3 +276,17 @@ def test_thinking_cannot_be_turned_off_where_the_template_has_no_switch(
     assert dialog.fields["thinking_budget"].isEnabled()
     assert dialog.fields["thinking_budget"].placeholderText() == "No limit (default)"
     dialog.reject()
+
+
+def test_the_button_shows_its_words_where_there_is_room_and_its_icon_in_a_narrow_window(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    button = window.chat_page.settings_button
+    window.resize(1200, 700)
+    qtbot.waitUntil(lambda: button.toolButtonStyle() == Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    assert button.width() >= button.sizeHint().width()
+    window.resize(700, 560)
+    qtbot.waitUntil(lambda: button.toolButtonStyle() == Qt.ToolButtonStyle.ToolButtonIconOnly)
+    right = button.mapTo(window, button.rect().topRight()).x()
+    assert right <= window.width()
+    assert button.accessibleName() == "Chat settings"

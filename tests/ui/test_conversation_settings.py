@@ -290,3 +290,17 @@ def test_the_button_shows_its_words_where_there_is_room_and_its_icon_in_a_narrow
     right = button.mapTo(window, button.rect().topRight()).x()
     assert right <= window.width()
     assert button.accessibleName() == "Chat settings"
+
+
+def test_every_control_is_reached_with_tab(qtbot: QtBot, window: MainWindow) -> None:
+    dialog = panel(window)
+    dialog.preset.setFocus()
+    reached = []
+    for _ in range(40):
+        qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Tab)
+        reached.append(dialog.focusWidget())
+    wanted = [dialog.prompt, dialog.save_preset, dialog.thinking, dialog.reset_button]
+    wanted += list(dialog.fields.values())
+    assert all(w in reached for w in wanted if w.isEnabled())
+    assert dialog.prompt.toPlainText() == ""  # Tab moved on; it typed no tab into the prompt
+    dialog.reject()

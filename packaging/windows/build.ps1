@@ -1,7 +1,8 @@
-# Build Hearth's Windows bundle: dist\Hearth\Hearth.exe (no console window), with everything it
-# needs beside it, and dist\Hearth-<version>-windows-<arch>.zip of the folder; then run its
-# --self-test. The Windows counterpart of packaging/linux/build.sh (same spec file,
-# packaging/hearth.spec); it has not been run on Windows yet.
+# Build Hearth's Windows bundle: dist\Hearth\Hearth.exe (no console window) and its console twin
+# hearth-cli.exe (the command line), with everything they need beside them, and
+# dist\Hearth-<version>-windows-<arch>.zip of the folder; then run their --self-test. The Windows
+# counterpart of packaging/linux/build.sh (same spec file, packaging/hearth.spec); it has not been
+# run on Windows yet.
 #
 #   powershell -ExecutionPolicy Bypass -File packaging\windows\build.ps1
 #
@@ -50,11 +51,16 @@ Say "bundle $size, built in $([int]((Get-Date) - $started).TotalSeconds) s"
 
 if (-not $env:HEARTH_SKIP_SELF_TEST) {
     Say "self-test of the bundle"
+    $env:QT_QPA_PLATFORM = "offscreen"
     # Hearth.exe is a windowed program, which has no stdout or stderr: its exit status is the
     # verdict (0 passed). Start-Process -Wait is what waits for a windowed program.
-    $env:QT_QPA_PLATFORM = "offscreen"
     $p = Start-Process -FilePath "$root\dist\Hearth\Hearth.exe" -ArgumentList "--self-test" `
         -WorkingDirectory $env:TEMP -Wait -PassThru
-    if ($p.ExitCode -ne 0) { throw "the bundle's self-test failed (exit status $($p.ExitCode))" }
-    Say "self-test passed"
+    if ($p.ExitCode -ne 0) {
+        # The console twin says why in one line.
+        & "$root\dist\Hearth\hearth-cli.exe" --self-test
+        throw "the bundle's self-test failed (exit status $($p.ExitCode))"
+    }
+    Say "self-test of Hearth.exe passed"
+    Run "$root\dist\Hearth\hearth-cli.exe" @("--self-test")
 }

@@ -300,12 +300,15 @@ def _report() -> dict[str, Any]:
     from app.engine.native import llama
 
     lib = llama()  # its log goes through our callback, never to a stderr that may not exist
-    from llama_cpp import _ggml
+    try:  # llama-cpp-python's handle on libggml: private, so the report does without it if gone
+        from llama_cpp import _ggml
 
-    ggml = _ggml.libggml
+        ggml: Any = _ggml.libggml
+    except (ImportError, AttributeError):
+        ggml = None
 
     def text(fn: str, *args: Any, argtypes: list[Any] | None = None) -> str:
-        f = getattr(ggml, fn, None)
+        f = getattr(ggml, fn, None) if ggml is not None else None
         if f is None:
             return ""
         f.restype = ctypes.c_char_p
@@ -314,7 +317,7 @@ def _report() -> dict[str, Any]:
         return value.decode("utf-8", "replace") if value else ""
 
     backends: list[str] = []
-    if hasattr(ggml, "ggml_backend_reg_count"):
+    if ggml is not None and hasattr(ggml, "ggml_backend_reg_count"):
         ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
         ggml.ggml_backend_reg_get.restype = ctypes.c_void_p
         ggml.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
@@ -322,7 +325,7 @@ def _report() -> dict[str, Any]:
             reg = ggml.ggml_backend_reg_get(i)
             backends.append(text("ggml_backend_reg_name", reg, argtypes=[ctypes.c_void_p]))
     devices: list[dict[str, Any]] = []
-    if hasattr(ggml, "ggml_backend_dev_count"):
+    if ggml is not None and hasattr(ggml, "ggml_backend_dev_count"):
         ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
         ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
         ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]

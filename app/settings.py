@@ -73,6 +73,9 @@ class Settings:
     default_system_prompt: str = ""
     # At a pause in typing, the model reads the message so far, so that its reply starts at once.
     read_while_typing: bool = True
+    # After a new chat's first reply, the model writes its title (as LM Studio does); the first
+    # words of the message are the title until then, and stay where this is off.
+    model_titles: bool = True
     sampling: Sampling = field(default_factory=Sampling)
     theme: Theme = "system"
     last_model: str = ""

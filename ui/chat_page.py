@@ -6,7 +6,7 @@ import contextlib
 import html
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.chats.history import engine_messages, opening_messages
 from app.chats.store import ChatStore, ChatStoreError, Conversation, Message
+from app.chats.titles import title_from_model, title_request
 from app.chats.turn import Turn
 from app.context import AppContext
 from app.engine.routing import parse_remote_path
@@ -31,6 +32,7 @@ from app.engine.types import GenerationStats, LoadedModel
 from app.library import LibraryEntry
 from app.settings import Sampling
 from ui.chat_view import ChatView
+from ui.conversation_settings import ChatSettingsButton, ConversationSettingsDialog
 from ui.engine_controller import EngineController
 from ui.item_models import MessageListModel
 from ui.message_input import MessageInput
@@ -99,6 +101,15 @@ class ChatPage(QWidget):
         top.setContentsMargins(16, 10, 16, 6)
         top.addWidget(QLabel("Model:"))
         top.addWidget(self.picker)
+        # The shown chat's system prompt, sampling and thinking (a new chat's: saved with it).
+        self.chat_settings = ConversationSettingsDialog(
+            ctx, store, engine, lambda: self.conversation, self
+        )
+        self.settings_button = ChatSettingsButton()
+        self.settings_button.clicked.connect(self.chat_settings.open_panel)
+        top.addSpacing(6)
+        top.addWidget(self.settings_button)
+        top.addSpacing(6)
         top.addWidget(self.status, 1)
 
         self.view = ChatView(self.messages)
@@ -163,6 +174,7 @@ class ChatPage(QWidget):
         engine.busy_changed.connect(self._on_busy)
         engine.prompt_ready.connect(self._show_prompt)
         engine.prompt_failed.connect(self._prompt_failed)
+        engine.title_ready.connect(self._on_title)
         self._update_empty_text()
 
     # models
@@ -380,14 +392,18 @@ class ChatPage(QWidget):
             )
             return
         self._send_when_ready = False
+        shown = self.conversation
+        if shown is not None:  # as saved: Chat settings may have changed its system prompt
+            shown = self.store.conversation(shown.id) or shown
         try:
             turn = Turn.start(
                 self.store,
-                self.conversation,
+                shown,
                 text,
                 model_path=path,
                 model_name=self.current_model_name(),
-                system_prompt=self.ctx.settings.default_system_prompt,
+                system_prompt=self.chat_settings.new_chat_system_prompt(),
+                settings=self.chat_settings.draft.settings,
             )
         except ChatStoreError as e:  # a full disk: the message stays in the box, unsent
             self.status.setText(f"<span style='color:#d04040'>{html.escape(str(e))}</span>")
@@ -395,6 +411,7 @@ class ChatPage(QWidget):
         self.input.clear()
         self.conversation = turn.conversation
         if turn.created:
+            self.chat_settings.forget_draft()  # saved with the chat
             self.conversation_created.emit(turn.conversation.id)
         self.messages.append(turn.user)
         self.messages.append(turn.reply)
@@ -409,8 +426,13 @@ class ChatPage(QWidget):
         self._flush_timer.start()
 
     def _sampling(self) -> Sampling:
-        """How the chat shown samples its replies."""
-        return self.ctx.settings.sampling
+        """How the chat shown samples its replies: its own settings (Chat settings) over the
+        app's defaults."""
+        if self.conversation is None:
+            own = self.chat_settings.draft.settings
+        else:
+            own = self.store.chat_settings(self.conversation.id)
+        return own.sampling(self.ctx.settings.sampling)
 
     # the conversation's tree: versions, edit, regenerate, continue, delete
 
@@ -690,7 +712,27 @@ class ChatPage(QWidget):
             self.messages.update(row, status=turn.status, error=turn.error, stats=stats)
         self._stream = None
         self._update_context_meter()
+        if turn.created and turn.status == "complete" and self.ctx.settings.model_titles:
+            self._ask_for_title(turn)
+            self._prepare_next()  # after the title: its prompt took the model's cache
         self.conversation_changed.emit(s.conversation_id)
+
+    def _ask_for_title(self, turn: Turn) -> None:
+        """Have the model title a new chat from its first exchange: briefly, without thinking,
+        and before the next reply is prepared (which the engine's queue keeps in order)."""
+        sampling = replace(self._sampling(), temperature=0.2, max_tokens=24, enable_thinking=False)
+        request = title_request(turn.user.content, turn.text)
+        self.engine.write_title(turn.conversation.id, request, sampling)
+
+    @Slot(int, str)
+    def _on_title(self, conversation_id: int, text: str) -> None:
+        title = title_from_model(text)
+        try:
+            changed = bool(title) and self.store.set_automatic_title(conversation_id, title)
+        except ChatStoreError:  # the first words stay: a full disk is said when it matters
+            return
+        if changed:
+            self.conversation_changed.emit(conversation_id)
 
     @Slot(GenerationStats)
     def _on_finished(self, stats: GenerationStats) -> None:

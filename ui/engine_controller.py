@@ -44,6 +44,7 @@ class EngineWorker(QObject):
     unloaded = Signal(int)
     prompt_formatted = Signal(int, str)  # request id, the prompt text
     prompt_failed = Signal(int, str)
+    title_written = Signal(int, str)  # request id, what the model wrote
 
     def __init__(self, engine_factory: Callable[[], Engine]) -> None:
         super().__init__()
@@ -101,6 +102,28 @@ class EngineWorker(QObject):
             log.exception("generation failed")
             self.failed.emit(request_id, f"The engine failed unexpectedly: {e}")
 
+    @Slot(int, object, object, object)
+    def write_title(
+        self,
+        request_id: int,
+        messages: list[ChatMessage],
+        sampling: Sampling,
+        cancel: threading.Event,
+    ) -> None:
+        """A short reply written for a conversation's title: said only when it ran to its end
+        (a reply the user asked for in the meantime cancels it)."""
+        engine = self._engine
+        if engine is None or engine.loaded is None or cancel.is_set():
+            return
+        try:
+            reply = engine.chat(messages, sampling, cancel)
+            text = "".join(reply)
+        except Exception:  # only a nicer title: the first words stay
+            log.exception("writing a title failed")
+            return
+        if not cancel.is_set() and reply.stats.stop_reason != "cancelled":
+            self.title_written.emit(request_id, text)
+
     @Slot(object)
     def prepare(self, messages: list[ChatMessage]) -> None:
         engine = self._engine
@@ -150,11 +173,13 @@ class EngineController(QObject):
     busy_changed = Signal(bool)
     prompt_ready = Signal(str)  # the text asked for with format_prompt
     prompt_failed = Signal(str)
+    title_ready = Signal(int, str)  # conversation id, the title the model wrote for it
 
     _request_load = Signal(int, str, object, object)  # request id, path, LoadParams, cancel
     # id, messages, Sampling, cancel, the reply so far when it is continued ("" for a new one)
     _request_generate = Signal(int, object, object, object, str)
     _request_prepare = Signal(object)  # messages
+    _request_title = Signal(int, object, object, object)  # id, messages, Sampling, cancel
     _request_format = Signal(int, object)  # request id, messages
     _request_unload = Signal(int)
     _request_close = Signal()
@@ -168,6 +193,8 @@ class EngineController(QObject):
         self._request_load.connect(self._worker.load)
         self._request_generate.connect(self._worker.generate)
         self._request_prepare.connect(self._worker.prepare)
+        self._request_title.connect(self._worker.write_title)
+        self._worker.title_written.connect(self._on_title)
         self._request_format.connect(self._worker.format_prompt)
         self._worker.prompt_formatted.connect(self._on_prompt)
         self._worker.prompt_failed.connect(self._on_prompt_failed)
@@ -187,6 +214,8 @@ class EngineController(QObject):
         self._format_id = -1
         self._load_cancel = threading.Event()
         self._generate_cancel = threading.Event()
+        self._title_cancel = threading.Event()
+        self._titles: dict[int, int] = {}  # title request id: its conversation
         self.loaded_path = ""
         self.loading_path = ""
         self.generating = False
@@ -222,12 +251,32 @@ class EngineController(QObject):
     ) -> None:
         """A reply to ``messages``; with ``continues`` (a reply that stopped early), more of
         that reply instead."""
+        self._title_cancel.set()  # a title being written gives way to what the user asked for
         self._generate_cancel = threading.Event()
         self._generate_id = self._new_id()
         self._set_busy(True)
         self._request_generate.emit(
             self._generate_id, messages, sampling, self._generate_cancel, continues
         )
+
+    def write_title(
+        self, conversation_id: int, messages: list[ChatMessage], sampling: Sampling
+    ) -> None:
+        """Have the loaded model write a title for ``conversation_id`` from ``messages``
+        (``app.chats.titles.title_request``); ``title_ready`` answers, unless a reply asked for
+        in the meantime cancelled it."""
+        if not self.loaded_path or self.loading_path:
+            return
+        self._title_cancel = threading.Event()
+        request_id = self._new_id()
+        self._titles[request_id] = conversation_id
+        self._request_title.emit(request_id, list(messages), sampling, self._title_cancel)
+
+    @Slot(int, str)
+    def _on_title(self, request_id: int, text: str) -> None:
+        conversation_id = self._titles.pop(request_id, None)
+        if conversation_id is not None:
+            self.title_ready.emit(conversation_id, text)
 
     def prepare(self, messages: list[ChatMessage]) -> None:
         """Let the loaded model get ready for the next reply while the user types: with

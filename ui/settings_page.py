@@ -269,6 +269,14 @@ class SettingsPage(QScrollArea):
             "computer. Turn it off to keep the processor idle until you send."
         )
         gf.addRow(self.read_while_typing)
+        self.model_titles = QCheckBox("Let the model title new chats after its first reply")
+        self.model_titles.setChecked(self.settings.model_titles)
+        self.model_titles.setToolTip(
+            "The loaded model writes a short title, on this computer, once a new chat's first "
+            "reply is in. Off: chats are titled with the first words of their first message."
+        )
+        self.model_titles.toggled.connect(self._model_titles_changed)
+        gf.addRow(self.model_titles)
 
         return gen_box
 
@@ -343,6 +351,11 @@ class SettingsPage(QScrollArea):
     @Slot(bool)
     def _read_while_typing_changed(self, value: bool) -> None:
         self.settings.read_while_typing = value
+        self._save_now()
+
+    @Slot(bool)
+    def _model_titles_changed(self, value: bool) -> None:
+        self.settings.model_titles = value
         self._save_now()
 
     @Slot(bool)

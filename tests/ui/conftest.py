@@ -37,11 +37,16 @@ def make_window(qtbot: QtBot, fake_engine: FakeEngine) -> Iterator[Callable[...,
     made: list[tuple[MainWindow, EngineController, ChatStore, LocalServer]] = []
 
     def make(
-        engine_factory: Callable[[], Any] | None = None, wait_for_library: bool = True
+        engine_factory: Callable[[], Any] | None = None,
+        wait_for_library: bool = True,
+        titles: bool = False,
     ) -> MainWindow:
         """The window as the app assembles it: the engine is shared, in turns, between the
         window's seat and the API server's (off unless a test starts it)."""
         ctx = AppContext.open()
+        # The model's titles ask the engine for a reply of their own after a first reply: off,
+        # so that tests count the replies they asked for (tests/ui/test_chat_titles.py: on).
+        ctx.settings.model_titles = titles
         store = ChatStore(ctx.paths.chats_db)
         shared = SharedEngine(engine_factory() if engine_factory else fake_engine)
         controller = EngineController(lambda: window_engine(shared, ctx))

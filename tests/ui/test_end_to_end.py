@@ -37,7 +37,7 @@ def test_real_model_reply_streams_and_is_saved(
     assert saved[1].status == "complete"
     assert saved[1].content == "".join(deltas)  # everything streamed was saved, nothing else
     assert any(c.isalpha() for c in saved[1].content)
-    shown = page.view.message_widgets()[1].text.toPlainText()
+    shown = page.view.message_widgets()[1].plain_text()
     assert saved[1].content.split()[0].strip("*_#`") in shown
     assert saved[1].stats["generated_tokens"] == stats.generated_tokens <= 40
     assert saved[1].stats["tokens_per_second"] > 0

@@ -33,7 +33,7 @@ def test_first_message_is_answered_in_safe_mode_and_told_once(
     page = window.chat_page
     send(qtbot, window, "Hello!")
     first = page.view.message_widgets()[1]
-    assert first.text.toPlainText().strip()  # answered, no error
+    assert first.plain_text().strip()  # answered, no error
     assert "safe CPU mode" in first.footer.text()
     assert page.conversation is not None
     saved = window.store.messages(page.conversation.id)
@@ -43,6 +43,6 @@ def test_first_message_is_answered_in_safe_mode_and_told_once(
     )  # kept with the reply, shown after restart
     send(qtbot, window, "And again?")
     second = page.view.message_widgets()[3]
-    assert second.text.toPlainText().strip()
+    assert second.plain_text().strip()
     assert "safe CPU mode" not in second.footer.text()
     assert window.ctx.paths.safe_mode_file.exists()  # later starts load safe at once

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import cast
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeyEvent
@@ -16,7 +12,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -27,11 +22,13 @@ from app.chats.store import ChatStore, ChatStoreError, Conversation, Message
 from app.chats.titles import title_from_model, title_request
 from app.chats.turn import Turn
 from app.context import AppContext
-from app.engine.routing import parse_remote_path
 from app.engine.types import GenerationStats, LoadedModel
 from app.library import LibraryEntry
 from app.settings import Sampling
+from ui.chat_models import ChatModels
+from ui.chat_versions import ChatVersions
 from ui.chat_view import ChatView
+from ui.context_meter import ContextMeter
 from ui.conversation_settings import ChatSettingsButton, ConversationSettingsDialog
 from ui.engine_controller import EngineController
 from ui.item_models import MessageListModel
@@ -46,7 +43,6 @@ REVEAL_CHARS = 400
 # it), so that the reply starts as soon as it is sent; shorter than most pauses before Enter,
 # longer than the gaps between keys while typing on.
 TYPING_PAUSE_MS = 250
-NEAR_FULL = 0.85  # of the context: the meter warns from here on
 
 
 @dataclass
@@ -65,7 +61,7 @@ class _Stream:
         return self.turn.reply.id
 
 
-class ChatPage(QWidget):
+class ChatPage(QWidget, ChatModels, ChatVersions):
     conversation_created = Signal(int)
     conversation_changed = Signal(int)  # title or order changed
 
@@ -125,16 +121,7 @@ class ChatPage(QWidget):
         self.send_button.setObjectName("sendButton")
         self.send_button.setDefault(True)
         self.send_button.clicked.connect(self._on_send_clicked)
-        self.context_meter = QLabel()
-        self.context_meter.setObjectName("contextMeter")
-        self.context_meter.setAccessibleName("Context used")
-        self.context_meter.setAlignment(Qt.AlignmentFlag.AlignRight)
-        self.context_meter.setToolTip(
-            "How much of the model's context this conversation fills: the next reply reads all "
-            "of it, and its own words need room too. Past the limit, the oldest messages are "
-            "left out (the system prompt is kept)."
-        )
-        self.context_meter.hide()
+        self.context_meter = ContextMeter()
         bottom = QHBoxLayout()
         bottom.setContentsMargins(16, 6, 16, 12)
         bottom.addWidget(self.input, 1)
@@ -176,120 +163,6 @@ class ChatPage(QWidget):
         engine.prompt_failed.connect(self._prompt_failed)
         engine.title_ready.connect(self._on_title)
         self._update_empty_text()
-
-    # models
-
-    def set_models(self, models: list[LibraryEntry]) -> None:
-        current = self.current_model_path()
-        self._models = [m for m in models if m.usable]
-        self._library_known = True
-        self.picker.clear()
-        for m in self._models:
-            self.picker.addItem(m.name, str(m.path))
-        if self._models and self._remote:
-            self.picker.insertSeparator(self.picker.count())
-        for label, path in self._remote:
-            self.picker.addItem(label, path)
-        if not self._models and not self._remote:
-            self.picker.addItem("No models — add one on the Models page", "")
-        wanted = (
-            current
-            or (self.conversation.model if self.conversation else "")
-            or self.ctx.settings.last_model
-        )
-        i = self.picker.findData(wanted) if wanted else -1
-        if i < 0:
-            default = self.ctx.default_model(self._models)
-            i = self.picker.findData(str(default.path)) if default else 0
-        self.picker.setCurrentIndex(max(i, 0))
-        self._wanted = ""
-        self._update_empty_text()
-        if (
-            self.current_model_path()
-            and not self.engine.loaded_path
-            and not self.engine.loading_path
-        ):
-            self.load_current_model()
-        if self._send_when_ready:
-            self._send_when_ready = False
-            self.send()
-
-    def set_remote_models(self, models: list[tuple[str, str]]) -> None:
-        """The models of connections (Settings → Connections), listed after the library's."""
-        if models != self._remote:
-            self._remote = list(models)
-            self.set_models(self._models)
-
-    def current_model_path(self) -> str:
-        """The model of the chat shown: the picker's, or one chosen before the picker lists it."""
-        return self._wanted or cast(str, self.picker.currentData() or "")
-
-    def current_model_name(self) -> str:
-        if self._wanted:
-            return Path(self._wanted).stem
-        return self.picker.currentText() if self.current_model_path() else ""
-
-    def load_current_model(self) -> None:
-        """Have the engine hold the shown chat's model; while a reply streams (perhaps in
-        another chat) it waits for the reply's end."""
-        path = self.current_model_path()
-        if path and not self.engine.generating:
-            self.engine.load(path, self.ctx.load_params())
-
-    def choose_model(self, path: str) -> None:
-        """Use the model at ``path`` for the chat shown and for new chats. The one way a model is
-        chosen: the picker, the Models page's Load, a finished download's Chat button."""
-        i = self.picker.findData(path)
-        if i >= 0:
-            self.picker.setCurrentIndex(i)
-            self._wanted = ""
-        else:
-            self._wanted = path  # listed once the library scan under way answers
-        self.ctx.settings.last_model = path
-        self.ctx.save_settings()
-        if self.conversation is not None:
-            with contextlib.suppress(ChatStoreError):  # the chat keeps its old model, that is all
-                self.store.update_conversation(self.conversation.id, model=path)
-        self._update_empty_text()
-        self.load_current_model()
-
-    @Slot(int)
-    def _on_model_chosen(self, index: int) -> None:
-        path = self.picker.itemData(index)
-        if path:
-            self.choose_model(path)
-
-    @Slot(str)
-    def _on_loading(self, path: str) -> None:
-        self.status.setText("Loading model…")
-
-    @Slot(LoadedModel)
-    def _on_loaded(self, info: LoadedModel) -> None:
-        self._loaded_info = info
-        remote = parse_remote_path(info.path)
-        if remote:
-            text = f"Ready · on {html.escape(remote[0])} (Settings → Connections)"
-        else:
-            text = f"Ready · context {info.context_length:,} tokens"
-        if info.gpu_layers:
-            text += f" · {info.gpu_layers} layers on GPU"
-        if info.safe_cpu:
-            text += " · safe CPU mode"
-        if info.notice:
-            text += f"<br><span style='color:#c08000'>{html.escape(info.notice)}</span>"
-        self.status.setText(text)
-        self._update_context_meter()
-        self._prepare_next()
-
-    @Slot(str, str)
-    def _on_load_failed(self, path: str, message: str) -> None:
-        self.status.setText(
-            f"<span style='color:#d04040'>Could not load the model: {html.escape(message)}</span>"
-        )
-
-    @Slot()
-    def _on_unloaded(self) -> None:
-        self.status.setText("No model loaded — it loads when you send a message.")
 
     # conversations
 
@@ -346,6 +219,11 @@ class ChatPage(QWidget):
         if s is None or not s.turn.ended or self._stream_row() < 0:
             return None
         return s.turn.saved_reply()
+
+    def _update_context_meter(self) -> None:
+        info = self._loaded_info
+        loaded = info if info is not None and info.path == self.current_model_path() else None
+        self.context_meter.show_usage(loaded, self.messages.items())
 
     def _update_empty_text(self) -> None:
         if self._models or self.current_model_path():
@@ -421,168 +299,14 @@ class ChatPage(QWidget):
         """Stream the engine's reply for ``turn`` (shown already) into the view and the store."""
         self._stream = _Stream(turn)
         self.conversation_changed.emit(turn.conversation.id)
-        self.engine.load(path, self.ctx.load_params())
+        self.engine.load(path, self._load_params())
         self.engine.generate(turn.history, self._sampling(), turn.continues)
         self._flush_timer.start()
 
     def _sampling(self) -> Sampling:
         """How the chat shown samples its replies: its own settings (Chat settings) over the
         app's defaults."""
-        if self.conversation is None:
-            own = self.chat_settings.draft.settings
-        else:
-            own = self.store.chat_settings(self.conversation.id)
-        return own.sampling(self.ctx.settings.sampling)
-
-    # the conversation's tree: versions, edit, regenerate, continue, delete
-
-    def _show_shown_branch(self) -> None:
-        """Show the conversation's shown branch again (after it changed in the store)."""
-        assert self.conversation is not None
-        cid = self.conversation.id
-        self.messages.set_messages(self.store.messages(cid), self.store.path_siblings(cid))
-        self._update_context_meter()
-
-    def _update_context_meter(self) -> None:
-        """Tokens the next reply starts from (the last reply's prompt and its own words) out of
-        the loaded model's context; warns near the limit."""
-        info = self._loaded_info
-        if info is None or not info.context_length or info.path != self.current_model_path():
-            self.context_meter.hide()
-            return
-        used = 0
-        for m in reversed(self.messages.items()):
-            if m.role == "assistant" and m.stats.get("prompt_tokens"):
-                used = int(m.stats["prompt_tokens"]) + int(m.stats.get("generated_tokens") or 0)
-                break
-        near = used >= NEAR_FULL * info.context_length
-        text = f"Context: {used:,} / {info.context_length:,} tokens"
-        if near:
-            text += " — near the limit: the oldest messages will be left out"
-        self.context_meter.setText(text)
-        self.context_meter.setProperty("near", near)
-        self.context_meter.style().unpolish(self.context_meter)
-        self.context_meter.style().polish(self.context_meter)
-        self.context_meter.show()
-
-    @Slot(str, int)
-    def _on_message_action(self, action: str, message_id: int) -> None:
-        if action == "select":
-            self.show_version(message_id)
-        elif action == "edit":
-            w = self.view.widget_for(message_id)
-            if w is not None:
-                w.start_editing()
-        elif action == "regenerate":
-            self.regenerate(message_id)
-        elif action == "continue":
-            self.continue_reply(message_id)
-        elif action == "delete":
-            self.delete_message(message_id)
-
-    def _may_change(self) -> bool:
-        """Whether the conversation may change now: not while a reply streams."""
-        if self.engine.generating:
-            self.status.setText("Wait for the reply to end, or stop it (Esc).")
-            return False
-        return self.conversation is not None
-
-    def show_version(self, message_id: int) -> None:
-        """Show the version of a message ``message_id`` is (and what follows it there)."""
-        if not self._may_change():
-            return
-        try:
-            self.store.select(message_id)
-        except ChatStoreError as e:
-            self._say_error(str(e))
-            return
-        self._show_shown_branch()
-        self._prepare_next()
-
-    @Slot()
-    def edit_last_message(self) -> None:
-        """Up in an empty box: edit the last message the user sent in this chat."""
-        for w in reversed(self.view.message_widgets()):
-            if w.role == "user":
-                w.start_editing()
-                self.view.scroll_to(w)
-                return
-
-    @Slot(int, str)
-    def edit_message(self, message_id: int, text: str) -> None:
-        """Send ``text`` as a new version of the user message ``message_id`` (the old one and
-        its replies stay, as a version) and stream the reply to it."""
-        self._start_version(
-            lambda: Turn.edit(self.store, message_id, text, model_name=self.current_model_name())
-        )
-
-    def regenerate(self, message_id: int) -> None:
-        """Another reply in place of the reply ``message_id``, which stays as a version."""
-        self._start_version(
-            lambda: Turn.regenerate(self.store, message_id, model_name=self.current_model_name())
-        )
-
-    def continue_reply(self, message_id: int) -> None:
-        """More of the reply ``message_id``, which stopped early, in the same message."""
-        self._start_version(lambda: Turn.continue_reply(self.store, message_id))
-
-    def _start_version(self, make: Callable[[], Turn]) -> None:
-        if not self._may_change():
-            return
-        path = self.current_model_path()
-        if not path:
-            self._say_error("Add a model on the Models page first.")
-            return
-        try:
-            turn = make()
-        except (ChatStoreError, ValueError) as e:
-            self._say_error(str(e))
-            return
-        self._show_shown_branch()
-        self._begin(turn, path)
-
-    def delete_message(self, message_id: int) -> None:
-        """Delete a message and what follows it in its version, after asking where that is
-        more than the message itself."""
-        if not self._may_change():
-            return
-        row = self.messages.row_of(message_id)
-        after = self.messages.rowCount() - row - 1 if row >= 0 else 0
-        if after > 0:
-            answer = QMessageBox.question(
-                self,
-                "Delete messages",
-                f"Delete this message and the {after} after it? Other versions stay.",
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return
-        try:
-            self.store.delete_message(message_id)
-        except ChatStoreError as e:
-            self._say_error(str(e))
-            return
-        self._show_shown_branch()
-        assert self.conversation is not None
-        self.conversation_changed.emit(self.conversation.id)
-        self._prepare_next()
-
-    def reveal_message(self, message_id: int) -> None:
-        """Open the conversation of ``message_id`` at that message (its version shown),
-        scrolled to and highlighted for a moment: where a search hit leads."""
-        message = self.store.message(message_id)
-        if message is None:
-            return
-        if self._stream is None or self._stream.conversation_id != message.conversation_id:
-            with contextlib.suppress(ChatStoreError):  # still opens, on the version shown
-                self.store.select(message_id)
-        self.open_conversation(message.conversation_id)
-        w = self.view.widget_for(message_id)
-        if w is not None:
-            self.view.scroll_to(w)
-            w.highlight()
-
-    def _say_error(self, message: str) -> None:
-        self.status.setText(f"<span style='color:#d04040'>{html.escape(message)}</span>")
+        return self._own_settings().sampling(self.ctx.settings.sampling)
 
     @Slot()
     def copy_last_reply(self) -> None:

@@ -214,6 +214,7 @@ class EngineController(QObject):
         self._format_id = -1
         self._load_cancel = threading.Event()
         self._generate_cancel = threading.Event()
+        self._params: LoadParams | None = None  # of the model loaded, or loading
         self._title_cancel = threading.Event()
         self._titles: dict[int, int] = {}  # title request id: its conversation
         self.loaded_path = ""
@@ -225,9 +226,11 @@ class EngineController(QObject):
         return self._next_id
 
     def load(self, path: str, params: LoadParams) -> None:
-        """Load ``path`` unless it is already loaded or loading."""
-        if path in (self.loaded_path, self.loading_path):
+        """Load ``path`` with ``params``, unless it is already loaded or loading with them (a
+        chat with a context length of its own loads the model again)."""
+        if path in (self.loaded_path, self.loading_path) and params == self._params:
             return
+        self._params = params
         self._load_cancel.set()  # a newer choice supersedes a load still under way
         self._load_cancel = threading.Event()
         self._load_id = self._new_id()

@@ -304,3 +304,28 @@ def test_every_control_is_reached_with_tab(qtbot: QtBot, window: MainWindow) -> 
     assert all(w in reached for w in wanted if w.isEnabled())
     assert dialog.prompt.toPlainText() == ""  # Tab moved on; it typed no tab into the prompt
     dialog.reject()
+
+
+def test_a_chat_with_its_own_context_length_loads_the_model_with_it(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = send(qtbot, window, "first chat")
+    window.new_chat()
+    second = send(qtbot, window, "second chat")
+    window.open_conversation(first)
+    dialog = panel(window)
+    type_into(qtbot, dialog, "context_length", "2048")
+    monkeypatch.setattr(QInputDialog, "getText", lambda *_a, **_k: pytest.fail("asked a name"))
+    qtbot.keyClick(dialog.fields["context_length"], Qt.Key.Key_Return)
+    loads = len(fake_engine.loads)
+    send(qtbot, window, "again in the first")
+    assert len(fake_engine.loads) == loads + 1  # loaded again, with the chat's length
+    assert fake_engine.loaded is not None
+    assert fake_engine.loaded.context_length == 2048
+    assert window.chat_page.context_meter.text().endswith("/ 2,048 tokens")
+    send(qtbot, window, "once more")
+    assert len(fake_engine.loads) == loads + 1  # the same length: not loaded again
+    window.open_conversation(second)
+    send(qtbot, window, "in the second")
+    assert fake_engine.loaded is not None
+    assert fake_engine.loaded.context_length == window.ctx.settings.context_length

@@ -35,6 +35,9 @@ class Sampling:
     # that switch); a budget ends the thinking after that many tokens (None: no limit).
     enable_thinking: bool = True
     thinking_budget: int | None = None
+    # A conversation that outgrows the context: leave out its oldest messages (the system prompt
+    # stays), like LM Studio's rolling window; off, the reply is refused and says so.
+    drop_oldest: bool = True
 
     def clamped(self) -> Sampling:
         return dataclasses.replace(

@@ -277,6 +277,16 @@ class SettingsPage(QScrollArea):
         )
         self.model_titles.toggled.connect(self._model_titles_changed)
         gf.addRow(self.model_titles)
+        self.drop_oldest = QCheckBox(
+            "When a chat outgrows the context, leave out its oldest messages"
+        )
+        self.drop_oldest.setChecked(self.settings.sampling.drop_oldest)
+        self.drop_oldest.setToolTip(
+            "The system prompt always stays. Off: a reply that would not fit is refused with a "
+            "message, so that nothing is left out without your knowing."
+        )
+        self.drop_oldest.toggled.connect(self._drop_oldest_changed)
+        gf.addRow(self.drop_oldest)
 
         return gen_box
 
@@ -351,6 +361,11 @@ class SettingsPage(QScrollArea):
     @Slot(bool)
     def _read_while_typing_changed(self, value: bool) -> None:
         self.settings.read_while_typing = value
+        self._save_now()
+
+    @Slot(bool)
+    def _drop_oldest_changed(self, value: bool) -> None:
+        self.settings.sampling.drop_oldest = value
         self._save_now()
 
     @Slot(bool)

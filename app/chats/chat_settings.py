@@ -68,7 +68,9 @@ class ChatSettings:
 
     def sampling(self, defaults: Sampling) -> Sampling:
         """The sampling for a reply: this conversation's values over the app's ``defaults``."""
-        return Sampling(
+        # Over the defaults, so app-wide fields a conversation does not set (drop_oldest) stay.
+        return dataclasses.replace(
+            defaults,
             temperature=_pick(self.temperature, defaults.temperature),
             top_p=_pick(self.top_p, defaults.top_p),
             top_k=_pick(self.top_k, defaults.top_k),

@@ -260,9 +260,15 @@ class LlamaCppEngine:
         return self._current().template.format(messages)
 
     def prompt_tokens(
-        self, messages: list[ChatMessage], reserve: int, enable_thinking: bool = True
+        self,
+        messages: list[ChatMessage],
+        reserve: int,
+        enable_thinking: bool = True,
+        drop_oldest: bool = True,
     ) -> tuple[list[int], int]:
-        """Tokens of the formatted conversation, leaving out the oldest turns until it fits."""
+        """Tokens of the formatted conversation, leaving out the oldest turns until it fits with
+        ``reserve`` tokens to spare (the system prompt stays); with ``drop_oldest`` off, a
+        conversation that does not fit is refused instead, saying so."""
         session = self._current()
         n_ctx, template, prompt_cache = (
             session.context.max_size,
@@ -277,6 +283,13 @@ class LlamaCppEngine:
             tokens, reused = prompt_cache.tokens_for(data)
             if len(tokens) + reserve <= n_ctx or len(body) <= 1:
                 break
+            if not drop_oldest:
+                raise EngineError(
+                    f"The conversation no longer fits this model's context ({len(tokens):,} "
+                    f"tokens, and the reply needs room too; the context holds {n_ctx:,}). Start "
+                    "a new chat, raise the context length (Chat settings), or let Hearth leave "
+                    "out the oldest messages (Settings → Replies)."
+                )
             cut = (
                 2
                 if len(body) > 2 and body[0]["role"] == "user" and body[1]["role"] == "assistant"
@@ -389,9 +402,9 @@ class LlamaCppEngine:
         cancel: threading.Event,
         rules: ReplyRules = NO_RULES,
     ) -> Reply:
-        thinking = sampling.enable_thinking
+        thinking, drop = sampling.enable_thinking, sampling.drop_oldest
         return self._reply(
-            lambda reserve: self.prompt_tokens(messages, reserve, thinking),
+            lambda reserve: self.prompt_tokens(messages, reserve, thinking, drop),
             sampling,
             cancel,
             rules,

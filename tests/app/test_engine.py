@@ -104,6 +104,36 @@ def test_long_conversation_drops_oldest_turns(engine: LlamaCppEngine) -> None:
     assert reply.stats.prompt_tokens <= 512
 
 
+def test_long_conversation_keeps_the_system_prompt_when_dropping_or_is_refused(
+    engine: LlamaCppEngine,
+) -> None:
+    history: list[ChatMessage] = [{"role": "system", "content": "Be brief."}]
+    for i in range(30):
+        history += [
+            {"role": "user", "content": f"hello world {i} " * 4},
+            {"role": "assistant", "content": "the fire " * 4},
+        ]
+    history.append({"role": "user", "content": "warm"})
+    kept: list[list[ChatMessage]] = []
+    real_format = engine._current().template.format
+
+    def spy(messages: list[ChatMessage], *args: object) -> str:
+        kept.append(messages)
+        return real_format(messages, *args)  # type: ignore[arg-type]
+
+    engine._current().template.format = spy  # type: ignore[method-assign]
+    reply = engine.chat(history, Sampling(max_tokens=5), threading.Event())
+    list(reply)
+    assert reply.stats.messages_dropped > 0
+    assert kept[-1][0] == {"role": "system", "content": "Be brief."}  # the system prompt stays
+    assert kept[-1][-1]["content"] == "warm"
+    with pytest.raises(EngineError, match="no longer fits this model's context"):
+        list(engine.chat(history, Sampling(max_tokens=5, drop_oldest=False), threading.Event()))
+    short = engine.chat(history[-3:], Sampling(max_tokens=5, drop_oldest=False), threading.Event())
+    list(short)  # what fits is answered whole
+    assert short.stats.messages_dropped == 0
+
+
 def test_single_message_too_long(engine: LlamaCppEngine) -> None:
     reply = engine.chat(
         [{"role": "user", "content": "hello world " * 600}], Sampling(), threading.Event()

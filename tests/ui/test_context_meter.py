@@ -45,3 +45,17 @@ def test_the_meter_warns_near_the_limit(
     qtbot.waitUntil(lambda: page.context_meter.text().startswith("Context: 220 / 256 tokens"))
     assert "near the limit" in page.context_meter.text()
     assert page.context_meter.property("near")
+
+
+def test_a_chat_that_outgrows_the_context_is_refused_when_set_so(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    send(qtbot, window, "Hi")
+    assert fake_engine.requests[-1][0].drop_oldest  # the default: leave out the oldest
+    box = window.settings_page.drop_oldest
+    assert box.isChecked()
+    box.setChecked(False)
+    send(qtbot, window, "Hi again")
+    assert not fake_engine.requests[-1][0].drop_oldest
+    assert not window.ctx.settings.sampling.drop_oldest
+    assert '"drop_oldest": false' in window.ctx.paths.settings_file.read_text()

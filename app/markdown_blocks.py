@@ -342,3 +342,137 @@ def table_cells(row: str) -> list[str]:
     if row.endswith("|") and not row.endswith("\\|"):
         row = row[:-1]
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)]
+
+
+# Reasoning models write their thoughts before the answer, between markers: ``<think>`` in most
+# (Qwen 3, DeepSeek R1, GLM, SmolLM3…), ``<seed:think>`` in Seed-OSS, ``[THINK]`` in Magistral.
+THINKING_MARKERS = (
+    ("<think>", "</think>"),
+    ("<seed:think>", "</seed:think>"),
+    ("[THINK]", "[/THINK]"),
+)
+# gpt-oss writes in channels (OpenAI's "harmony" format; llama.cpp spells these tokens out): its
+# thoughts are the analysis channel's message, its answer the final channel's, after a header.
+HARMONY_THINKING = "<|channel|>analysis<|message|>"
+HARMONY_THINKING_ENDS = ("<|end|>", "<|start|>")
+HARMONY_ANSWER = "<|channel|>final<|message|>"
+HARMONY_HEADERS = (
+    "<|end|><|start|>assistant" + HARMONY_ANSWER,
+    "<|start|>assistant" + HARMONY_ANSWER,
+)
+_OPENERS = (*(opener for opener, _ in THINKING_MARKERS), HARMONY_THINKING, HARMONY_ANSWER)
+_CLOSERS = tuple(closer for _, closer in THINKING_MARKERS)
+_LONGEST_END = max(map(len, (*_CLOSERS, *HARMONY_THINKING_ENDS)))
+
+
+@dataclass(frozen=True)
+class ThinkingSplit:
+    """A reply cut into its thinking, ``reply[thinking_start:thinking_end]`` (without markers
+    and the blank space around them), and its answer, ``reply[answer_start:]``."""
+
+    thinking_start: int = 0
+    thinking_end: int = 0
+    answer_start: int = 0
+    found: bool = False  # the reply has thinking (maybe empty, maybe still going on)
+    closed: bool = True  # its end marker came: what follows is the answer
+    # An end marker may start here at the earliest (pass it back as ``searched`` when the reply
+    # has grown, so that a streaming reply costs its new text).
+    searched: int = 0
+
+    def thinking(self, reply: str) -> str:
+        return reply[self.thinking_start : self.thinking_end]
+
+    def answer(self, reply: str) -> str:
+        return reply[self.answer_start :] if self.answer_start else reply
+
+
+def split_thinking(reply: str, streaming: bool = False, searched: int = 0) -> ThinkingSplit:
+    """Where a reply's thinking and its answer are.
+
+    Thinking is a block of reasoning markers (``THINKING_MARKERS``, gpt-oss' analysis channel)
+    that opens the reply, or text ended by ``</think>`` with no opening marker: the chat
+    template's reply header opened it (DeepSeek R1's does). A block not closed yet is still
+    thinking (all of a reply stopped mid-thought). While ``streaming``, what may be the start
+    of a marker is held back, so that the parts only grow as text comes.
+
+    ``searched``: no end marker starts before this offset (``ThinkingSplit.searched`` of the
+    split of this reply's shorter start).
+    """
+    lead = len(reply) - len(reply.lstrip())
+    head = reply[lead : lead + 64]
+    for opener, closer in THINKING_MARKERS:
+        if head.startswith(opener):
+            return _thinking(reply, lead + len(opener), (closer,), streaming, searched)
+    if head.startswith(HARMONY_THINKING):
+        start = lead + len(HARMONY_THINKING)
+        return _thinking(reply, start, HARMONY_THINKING_ENDS, streaming, searched, harmony=True)
+    if head.startswith(HARMONY_ANSWER):  # gpt-oss answering without thoughts
+        return ThinkingSplit(answer_start=lead + len(HARMONY_ANSWER))
+    if streaming and (not head or any(o.startswith(head) for o in _OPENERS)):
+        return ThinkingSplit(answer_start=len(reply))  # a marker may be coming: wait for it
+    at, closer = _first(reply, _CLOSERS, searched)
+    if at < 0:
+        return ThinkingSplit(searched=max(0, len(reply) - _LONGEST_END + 1))
+    start, end = _strip(reply, lead, at)
+    return ThinkingSplit(start, end, _answer_start(reply, at + len(closer)), True, True, at)
+
+
+def _thinking(
+    reply: str,
+    start: int,
+    ends: tuple[str, ...],
+    streaming: bool,
+    searched: int,
+    harmony: bool = False,
+) -> ThinkingSplit:
+    at, marker = _first(reply, ends, max(start, searched))
+    if at < 0:
+        end = len(reply)
+        if streaming:  # "</thi" may be the start of the end marker: not shown as thought
+            end -= max(
+                (k for e in ends for k in range(1, len(e)) if reply.endswith(e[:k])), default=0
+            )
+        first, last = _strip(reply, start, max(start, end))
+        resume = max(start, len(reply) - _LONGEST_END + 1)
+        return ThinkingSplit(first, last, len(reply), True, False, resume)
+    first, last = _strip(reply, start, at)
+    if not harmony:
+        return ThinkingSplit(first, last, _answer_start(reply, at + len(marker)), True, True, at)
+    for header in HARMONY_HEADERS:
+        if reply.startswith(header, at):
+            return ThinkingSplit(first, last, at + len(header), True, True, at)
+        if streaming and header.startswith(reply[at : at + len(header)]):
+            return ThinkingSplit(first, last, len(reply), True, True, at)  # its header comes
+    # Another channel after the thoughts (a tool call): shown as written, less the end marker.
+    rest = at + len("<|end|>") if marker == "<|end|>" else at
+    return ThinkingSplit(first, last, rest, True, True, at)
+
+
+def _first(text: str, markers: tuple[str, ...], start: int) -> tuple[int, str]:
+    """The first of ``markers`` in ``text`` from ``start``: where, and which (-1, "": none)."""
+    best, which = -1, ""
+    longest = max(map(len, markers))
+    for marker in markers:
+        at = text.find(marker, start, len(text) if best < 0 else best + longest)
+        if at >= 0 and (best < 0 or at < best):
+            best, which = at, marker
+    return best, which
+
+
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    """``text[start:end]`` without the blank space at its ends, as offsets."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _answer_start(text: str, at: int) -> int:
+    """Where the answer after an end marker at ``at`` starts: past the blank lines."""
+    pos = at
+    while pos < len(text) and text[pos] in " \t\r\n":
+        if text[pos] == "\n":
+            at = pos + 1
+        pos += 1
+    return at if pos < len(text) else len(text)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeyEvent
@@ -33,6 +34,7 @@ from ui.conversation_settings import ChatSettingsButton, ConversationSettingsDia
 from ui.engine_controller import EngineController
 from ui.item_models import MessageListModel
 from ui.message_input import MessageInput
+from ui.thinking_section import ThinkingClock
 
 log = logging.getLogger(__name__)
 FLUSH_MS = 1000  # a streaming reply is saved at least this often
@@ -51,6 +53,10 @@ class _Stream:
 
     turn: Turn
     unshown: str = ""  # received, not yet in the view
+    clock: ThinkingClock = field(init=False)  # how long the reply thinks
+
+    def __post_init__(self) -> None:
+        self.clock = ThinkingClock(self.turn.continues)
 
     @property
     def conversation_id(self) -> int:
@@ -377,6 +383,8 @@ class ChatPage(QWidget, ChatModels, ChatVersions):
             return
         s.turn.record(text)
         s.unshown += text
+        if s.clock.feed(text, lambda: s.turn.text) and (row := self._stream_row()) >= 0:
+            self.messages.update(row, stats={"thinking_seconds": s.clock.thought})
         if not self._reveal_timer.isActive():
             self._reveal()
 
@@ -432,6 +440,14 @@ class ChatPage(QWidget, ChatModels, ChatVersions):
             self.status.setText(
                 f"<span style='color:#d04040'>{html.escape(turn.save_error)}</span>"
             )
+        thought = s.clock.seconds(turn.text)
+        if thought is not None:  # kept with the reply: "Thought for 12 s" after a restart too
+            stats["thinking_seconds"] = thought
+            with contextlib.suppress(ChatStoreError):  # a full disk: said when it ended
+                saved = turn.saved_reply().stats
+                self.store.update_message(
+                    turn.reply.id, stats=saved | {"thinking_seconds": thought}
+                )
         if row >= 0:
             self.messages.update(row, status=turn.status, error=turn.error, stats=stats)
         self._stream = None

@@ -31,12 +31,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.chats.history import can_continue
+from app.markdown_blocks import ThinkingSplit, split_thinking
 from app.markdown_render import MarkdownRenderer
 from app.units import short_duration
 from ui.item_models import MessageListModel, MessageRole
 from ui.markdown_pieces import MessageText, copy_with_feedback
 from ui.markdown_view import MarkdownView
 from ui.message_actions import MessageActions, MessageEditor
+from ui.thinking_section import ThinkingSection, shows_thinking
 
 PAGE = 60  # messages shown at first; more on demand
 HIGHLIGHT_MS = 2500  # how long an opened search hit stays marked
@@ -44,7 +46,8 @@ HIGHLIGHT_MS = 2500  # how long an opened search hit stays marked
 
 class MessageWidget(QFrame):
     """One message: a header (who, and the message's actions), its content, a footer (status
-    and figures). The content is a ``MarkdownView`` for replies, plain text for the user's."""
+    and figures). The content is a ``MarkdownView`` for replies, plain text for the user's; a
+    reasoning model's thinking is in a ``ThinkingSection`` above its answer."""
 
     prompt_requested = Signal(int)  # message id: show the prompt this reply was made from
     action_requested = Signal(str, int)  # MessageActions.requested: action, message id
@@ -58,6 +61,10 @@ class MessageWidget(QFrame):
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
         self.setFrameShape(QFrame.Shape.StyledPanel if role == "user" else QFrame.Shape.NoFrame)
         self._source = ""
+        self._split = ThinkingSplit()  # where a reply's thinking and answer are
+        self.thinking: ThinkingSection | None = None  # made for a reply that thinks
+        self._thinking_shown: tuple[int, int, bool, bool] | None = None
+        self._renderer = renderer
         self._message_id = 0
         self.editor: MessageEditor | None = None
         self.action_bar = MessageActions(role)
@@ -66,7 +73,11 @@ class MessageWidget(QFrame):
         self.header.setObjectName("messageHeader")
         self.copy_button = QToolButton()
         self.copy_button.setText("Copy")
-        self.copy_button.setToolTip("Copy the whole message as Markdown")
+        self.copy_button.setToolTip(
+            "Copy the whole message as Markdown"
+            if role == "user"
+            else "Copy the answer as Markdown"
+        )
         self.copy_button.setAutoRaise(True)
         self.copy_button.clicked.connect(self.copy_to_clipboard)
         self.copy_button.hide()
@@ -159,6 +170,7 @@ class MessageWidget(QFrame):
         return list(self.content.frozen)
 
     def set_content(self, content: str, streaming: bool = False) -> None:
+        grows = streaming and content.startswith(self._source)
         self._source = content
         self.copy_button.setVisible(bool(content))  # a user's message can be copied too
         if self.role == "user":
@@ -166,13 +178,44 @@ class MessageWidget(QFrame):
             return
         self.prompt_button.setVisible(bool(content) and not streaming)
         if not content:
+            self._split = ThinkingSplit()
+            self._show_thinking(content, streaming, grows=False)
             self.content.show_html("<p style='color:gray'>…</p>")
             return
-        self.content.set_markdown(content, streaming)
+        # A streaming reply is searched for the end of its thinking in its new text only.
+        self._split = split_thinking(content, streaming, self._split.searched if grows else 0)
+        self._show_thinking(content, streaming, grows)
+        self.content.set_markdown(self._split.answer(content), streaming)
+
+    def _show_thinking(self, content: str, streaming: bool, grows: bool) -> None:
+        split = self._split
+        if not shows_thinking(split):
+            if self.thinking is not None:
+                self.thinking.hide()
+            return
+        if self.thinking is None:
+            self.thinking = ThinkingSection(self._renderer)
+            layout = self.layout()
+            assert isinstance(layout, QVBoxLayout)
+            layout.insertWidget(layout.indexOf(self.content), self.thinking)
+        self.thinking.show()
+        thinking = streaming and not split.closed
+        shown = (split.thinking_start, split.thinking_end, thinking, split.closed)
+        if not grows or shown != self._thinking_shown:  # the answer grows, the thinking stays
+            self._thinking_shown = shown
+            self.thinking.set_thinking(split.thinking(content), thinking, split.closed)
+
+    def copy_text(self) -> str:
+        """What Copy copies: a reply's answer, without its thinking (the thinking has its own
+        Copy); a reply stopped while thinking, its thoughts."""
+        split = self._split
+        if not split.found:
+            return self._source
+        return split.answer(self._source).strip() or split.thinking(self._source)
 
     @Slot()
     def copy_to_clipboard(self) -> None:
-        copy_with_feedback(self._source, self.copy_button)
+        copy_with_feedback(self.copy_text(), self.copy_button)
 
     def plain_text(self) -> str:
         return self.content.plain_text()
@@ -180,6 +223,9 @@ class MessageWidget(QFrame):
     def set_footer(self, status: str, error: str | None, stats: dict[str, Any], model: str) -> None:
         if self.role == "assistant" and model:
             self.header.setText(model)
+        if self.thinking is not None:
+            seconds = stats.get("thinking_seconds") if stats else None
+            self.thinking.set_seconds(float(seconds) if isinstance(seconds, int | float) else None)
         parts: list[str] = []
         if status == "error":
             message = html.escape(error or "The reply failed.")

@@ -112,13 +112,16 @@ class ThinkingSection(QFrame):
         self.toggle.setAccessibleName("Show the model's thinking")
         self.toggle.clicked.connect(self._clicked)
         self.copy_button = QToolButton()
-        self.copy_button.setText("Copy")
-        self.copy_button.setToolTip("Copy the thinking")
+        self.copy_button.setText("Copy thoughts")
+        self.copy_button.setToolTip(
+            "Copy the model's thinking (the message's Copy copies its answer)"
+        )
         self.copy_button.setAutoRaise(True)
         self.copy_button.clicked.connect(self.copy_to_clipboard)
         self.copy_button.hide()
         self.body = QFrame()
         self.body.setObjectName("thinkingBody")
+        self.body.setFrameShape(QFrame.Shape.StyledPanel)  # so that its border is drawn
         self.view = MarkdownView(renderer)
         self.view.text.setAccessibleName("The model's thinking")
         body_layout = QVBoxLayout(self.body)
@@ -128,7 +131,10 @@ class ThinkingSection(QFrame):
         dark = renderer.dark
         self.setStyleSheet(
             f"QToolButton {{ color: {renderer.muted}; }}"
-            f"QFrame#thinkingBody {{ border-left: 2px solid {'#4a4a52' if dark else '#d4d4da'}; }}"
+            "QToolButton#thinkingToggle { border: none; background: transparent; padding: 2px 0; }"
+            f"QToolButton#thinkingToggle:hover {{ color: {renderer.code_fg}; }}"
+            f"QFrame#thinkingBody {{ border: none; border-left: 2px solid "
+            f"{'#4a4a52' if dark else '#d4d4da'}; }}"
             f"QFrame#thinkingBody QTextBrowser {{ color: {'#b8b8be' if dark else '#50505a'}; }}"
         )
         top = QHBoxLayout()
@@ -137,7 +143,7 @@ class ThinkingSection(QFrame):
         top.addStretch(1)
         top.addWidget(self.copy_button)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 4)
+        layout.setContentsMargins(0, 0, 0, 6)
         layout.setSpacing(2)
         layout.addLayout(top)
         layout.addWidget(self.body)

@@ -191,3 +191,30 @@ def test_replies_without_thinking_reach_the_engine_as_written() -> None:
     assert reply_for_templates(ANSWER) == ANSWER
     sent = engine_messages(conversation(), history(ANSWER))
     assert [m["content"] for m in sent] == ["Hi!", ANSWER, "What is 2 + 2?"]
+
+
+def test_gpt_oss_channel_markers_reach_the_reply_as_text(tmp_path: Path) -> None:
+    """What the split of gpt-oss' replies rests on: llama.cpp spells its channel markers out in
+    the text it generates (in a model with gpt-oss' end tokens); <|return|>, which ends a reply,
+    is not shown."""
+    from app.engine.llama_cpp_engine import LlamaCppEngine
+    from app.engine.types import LoadParams
+    from tests.gguf_factory import write_tiny_model
+
+    shown = ("<|channel|>", "<|message|>", "<|start|>", "<|end|>")
+    model = write_tiny_model(
+        tmp_path / "harmony.gguf",
+        control_tokens=(*shown, "<|return|>", "<|call|>"),
+        eos_token="<|return|>",
+    )
+    engine = LlamaCppEngine()
+    try:
+        engine.load(str(model), LoadParams(context_length=256))
+        vocab = engine.vocab
+        pieces = {}
+        for marker in (*shown, "<|return|>"):
+            [token] = vocab.tokenize(marker.encode(), add_bos=False)
+            pieces[marker] = vocab.piece(token).decode()
+    finally:
+        engine.close()
+    assert pieces == {**{m: m for m in shown}, "<|return|>": ""}

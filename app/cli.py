@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
@@ -26,6 +28,33 @@ if TYPE_CHECKING:
 
 class CliError(Exception):
     """Printed as one line on stderr, exit status 1."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (``kill``, a logout, a service manager): raised where the command is, like
+    Ctrl+C's KeyboardInterrupt, so that a reply is saved and the engine process closed on the
+    way out. Python's default would end the process at once, leaving the reply unsaved and the
+    engine's semaphores to be reported as leaked. Not a KeyboardInterrupt: in ``hearth chat``
+    Ctrl+C stops only the reply, SIGTERM the whole command."""
+
+
+TERMINATED = 128 + 15  # the status a shell reports for a program ended by SIGTERM
+
+
+@contextlib.contextmanager
+def _terminated_on_sigterm() -> Iterator[None]:
+    def terminate(number: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        before = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (tests): nothing to hand over
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 # Control characters a terminal would act on (ESC starts escape sequences that can retitle the
@@ -140,7 +169,8 @@ def main(argv: Sequence[str] | None = None, open_window: Callable[[], int] | Non
             return 2
         return open_window()
     try:
-        code = _run(args)
+        with _terminated_on_sigterm():
+            code = _run(args)
         sys.stdout.flush()  # a full disk or a dead pipe shows here, not as a silent exit
         return code
     except (CliError, SettingsNotSaved) as e:
@@ -148,6 +178,8 @@ def main(argv: Sequence[str] | None = None, open_window: Callable[[], int] | Non
         return 1
     except KeyboardInterrupt:
         return 130
+    except Terminated:
+        return TERMINATED
     except BrokenPipeError:
         # The reader went away (`hearth chats export | head`): end quietly, as Unix tools do.
         _drop_stdout()
@@ -648,6 +680,10 @@ def _stream_reply(engine: Engine, turn: Turn, sampling: Sampling, out: TextIO) -
     except KeyboardInterrupt:  # Ctrl+C stops the reply, not the chat
         reply.close()
         turn.stop(reply.stats)
+    except Terminated:  # SIGTERM ends the chat, with what was shown saved
+        reply.close()
+        turn.stop(reply.stats)
+        raise
     except OSError:  # the reader left (`| head`), or a full disk: keep what was written, then go
         reply.close()
         turn.stop(reply.stats)

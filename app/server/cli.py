@@ -63,6 +63,7 @@ def serve(args: argparse.Namespace, ctx: AppContext) -> int:
     idle = s.server_idle_minutes if args.idle_minutes is None else max(0, args.idle_minutes)
     saving = SavedRequests(ctx.paths.chats_db) if args.save_chats or s.server_save_chats else None
     host = ModelHost(shared.seat("api"), ctx.library.scan, ctx.load_params, idle * 60, saving)
+    server: ApiServer | None = None
     try:
         server = ApiServer(host, options, lambda: ctx.settings.sampling)
         server.bind()
@@ -71,13 +72,19 @@ def serve(args: argparse.Namespace, ctx: AppContext) -> int:
             print(f"Loading {entry.name}…", file=sys.stderr)
             host.seat.load(str(entry.path), ctx.load_params())
         names = ", ".join(host.models()) or "none yet (hearth models add FILE.gguf)"
-        print(f"Serving on {server.options.url}  models: {names}", file=sys.stderr)
-        if key:
-            print("Clients must send the API key (Authorization: Bearer …).", file=sys.stderr)
-        print("Ctrl+C stops.", file=sys.stderr, flush=True)
-        server.serve_forever()
+        url = server.options.url
+
+        def ready() -> None:
+            print(f"Serving on {url}  models: {names}", file=sys.stderr)
+            if key:
+                print("Clients must send the API key (Authorization: Bearer …).", file=sys.stderr)
+            print("Ctrl+C stops.", file=sys.stderr, flush=True)
+
+        server.serve_forever(ready)
     except (ServerError, LibraryError, EngineError) as e:
         raise ServeError(str(e)) from None
     finally:
+        if server is not None:
+            server.stop()  # its socket, when a signal came before it served
         host.close()
     return 0

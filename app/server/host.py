@@ -72,6 +72,8 @@ class ModelHost:
         self.served = Served()
         self._last_used = time.monotonic()
         self._closed = threading.Event()
+        self._cancels: set[threading.Event] = set()  # one per reply under way
+        self._cancels_lock = threading.Lock()
         self._idle_watch = threading.Thread(target=self._unload_when_idle, daemon=True)
         self._idle_watch.start()
 
@@ -102,7 +104,19 @@ class ModelHost:
     ) -> Iterator[str | GenerationStats]:
         """The reply's text pieces, then its stats, from ``model`` (``find``'s answer for the
         request); waits for its turn (ending at once without a word when ``cancel`` is set
-        meanwhile)."""
+        meanwhile). ``stop_replies`` sets ``cancel``."""
+        with self._cancels_lock:
+            self._cancels.add(cancel)
+        try:
+            if not self._closed.is_set():  # after the add: stop_replies sets closed first
+                yield from self._reply_in_turn(request, model, cancel)
+        finally:
+            with self._cancels_lock:
+                self._cancels.discard(cancel)
+
+    def _reply_in_turn(
+        self, request: Request, model: tuple[str, LibraryEntry], cancel: threading.Event
+    ) -> Iterator[str | GenerationStats]:
         name, entry = model
         while not self._one_at_a_time.acquire(timeout=WAIT_POLL):
             if cancel.is_set() or self._closed.is_set():
@@ -171,8 +185,15 @@ class ModelHost:
                 finally:
                     self._one_at_a_time.release()
 
-    def close(self) -> None:
+    def stop_replies(self) -> None:
+        """The server is stopping: end the replies under way within a token, start no more."""
         self._closed.set()
+        with self._cancels_lock:
+            for cancel in self._cancels:
+                cancel.set()
+
+    def close(self) -> None:
+        self.stop_replies()
         self._idle_watch.join(2)
         self.seat.close()
 

@@ -4,12 +4,15 @@ the window's process (Settings → Local server), always on the shared engine.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FrameType
 
 import uvicorn
 
@@ -46,6 +49,19 @@ class ServerOptions:
         return f"http://{host}:{self.port}/v1"
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, which ends the replies under way when it stops: uvicorn would wait up to
+    its graceful timeout for each streaming reply to finish, and a long one never does in time."""
+
+    def __init__(self, config: uvicorn.Config, stopping: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stopping()
+        await super().shutdown(sockets)
+
+
 class ApiServer:
     """One server: ``start`` binds (raising ServerError with the reason), then ``serve_forever``
     in the foreground or ``start_thread``; ``stop`` ends it and every reply it was making."""
@@ -68,7 +84,7 @@ class ApiServer:
         config = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Uvicorn(config, host.stop_replies)
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -89,12 +105,38 @@ class ApiServer:
         if o.port == 0:  # tests: the port the system chose
             self.options = ServerOptions(o.host, sock.getsockname()[1], o.api_key, o.cors)
 
-    def serve_forever(self) -> None:
-        """Serve until Ctrl+C or SIGTERM (uvicorn's handlers on the main thread) or ``stop``."""
+    def serve_forever(self, ready: Callable[[], None] | None = None) -> None:
+        """Serve until Ctrl+C or SIGTERM (uvicorn's handlers on the main thread) or ``stop``;
+        then return, for the caller to close the engine. ``ready`` is called once a signal
+        would stop it so (to say "Ctrl+C stops")."""
         if self._socket is None:
             self.bind()
         assert self._socket is not None
-        asyncio.run(self._server.serve(sockets=[self._socket]))
+        with self._signals_stop_it():
+            if ready is not None:
+                ready()
+            asyncio.run(self._server.serve(sockets=[self._socket]))
+
+    @contextlib.contextmanager
+    def _signals_stop_it(self) -> Iterator[None]:
+        """Once it has stopped, uvicorn raises the signal that stopped it again, for the handler
+        it found: Python's default would end the process at once on SIGTERM (the engine process
+        unclosed, its semaphores reported as leaked, exit status -15) and raise KeyboardInterrupt
+        on Ctrl+C. The handler it finds here only asks it to stop (for a signal that comes just
+        before it serves), so a server stopped by a signal ends as it would by ``stop``."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        numbers = (signal.SIGINT, signal.SIGTERM)
+        before = {number: signal.signal(number, self._stop_soon) for number in numbers}
+        try:
+            yield
+        finally:
+            for number, handler in before.items():
+                signal.signal(number, handler)
+
+    def _stop_soon(self, number: int, frame: FrameType | None) -> None:
+        self._server.should_exit = True
 
     def start_thread(self) -> None:
         if self._socket is None:

@@ -109,7 +109,6 @@ class ThinkingSection(QFrame):
         self.toggle.setAutoRaise(True)
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.toggle.setAccessibleName("Show the model's thinking")
         self.toggle.clicked.connect(self._clicked)
         self.copy_button = QToolButton()
         self.copy_button.setText("Copy thoughts")
@@ -195,12 +194,10 @@ class ThinkingSection(QFrame):
     def _set_expanded(self, expanded: bool) -> None:
         self.toggle.setChecked(expanded)
         self.toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
-        self.toggle.setAccessibleName(
-            "Hide the model's thinking" if expanded else "Show the model's thinking"
-        )
         if expanded:
             self._render()
         self._show_body()
+        self._update_title()
 
     def _render(self) -> None:
         shown = (self._text, self._thinking)
@@ -218,6 +215,10 @@ class ThinkingSection(QFrame):
         title = thinking_label(self._thinking, self._closed, self._seconds)
         if self.toggle.text() != title:
             self.toggle.setText(title)
+        # Read out with what a press does: "Thought for 12 s, show the model's thinking".
+        name = f"{title}, {'hide' if self.expanded else 'show'} the model's thinking"
+        if self.toggle.accessibleName() != name:
+            self.toggle.setAccessibleName(name)
 
     @Slot()
     def copy_to_clipboard(self) -> None:

@@ -259,3 +259,17 @@ def test_an_empty_thought_shows_no_section(qtbot: QtBot) -> None:
     widget.set_content("<think>\n\n</think>\n\nJust the answer.")
     assert widget.thinking is None
     assert widget.plain_text() == "Just the answer."
+
+
+def test_the_toggle_is_reached_with_tab_and_says_what_it_does(qtbot: QtBot) -> None:
+    widget = MessageWidget("assistant", MarkdownRenderer())
+    qtbot.addWidget(widget)
+    widget.set_content("<think>\nHmm.\n</think>\n\nYes.")
+    widget.set_footer("complete", None, {"thinking_seconds": 3.21}, "Qwen3")
+    toggle = section(widget).toggle
+    assert toggle.focusPolicy() & Qt.FocusPolicy.TabFocus
+    assert toggle.accessibleName() == "Thought for 3.2 s, show the model's thinking"
+    toggle.setFocus()
+    qtbot.keyClick(toggle, Qt.Key.Key_Space)
+    assert section(widget).expanded
+    assert toggle.accessibleName() == "Thought for 3.2 s, hide the model's thinking"

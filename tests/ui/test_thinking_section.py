@@ -4,6 +4,7 @@ stopped mid-thought; Copy; and the thinking is not sent back where the template 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,14 +69,15 @@ def test_thinking_streams_open_then_folds_with_its_time_when_the_answer_starts(
     with qtbot.waitSignal(window.engine.reply_finished, timeout=5000):
         qtbot.waitUntil(lambda: "Hello" in page.messages.message(1).content, timeout=5000)
         assert not thoughts.expanded  # folded as soon as the answer began
-        assert thoughts.toggle.text().startswith("Thought for 0.")  # ~0.4 s: 7 words at 60 ms
+        # ~0.36 s: from the first word to </think>, 6 words at 60 ms
+        assert re.fullmatch(r"Thought for \d\.\d s", thoughts.toggle.text())
     reply = reply_widget(window)
     assert reply.plain_text() == "Hello there! How can I help?"
     assert not section(reply).expanded
     assert section(reply).plain_text() == ""
     assert page.conversation is not None
     saved = window.store.messages(page.conversation.id)[1]
-    assert 0.3 < saved.stats["thinking_seconds"] < 2.0
+    assert 0.3 < saved.stats["thinking_seconds"] < 5.0
     assert saved.content == "".join(THINKING + ANSWER)  # stored as the model wrote it
     label = section(reply).toggle.text()
     assert label == thinking_label(False, True, saved.stats["thinking_seconds"])

@@ -17,7 +17,7 @@ from app.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 Theme = Literal["system", "light", "dark"]
 FlashAttention = Literal["auto", "on", "off"]
 
@@ -67,8 +67,12 @@ class Settings:
     model_folders: list[str] = field(default_factory=list)
     extra_models: list[str] = field(default_factory=list)  # single files used in place
     threads: int = 0  # 0: Automatic, one per physical core (app/hardware.py: default_threads)
-    context_length: int = 4096
-    gpu_layers: int = -1  # -1: all layers when the build has a GPU backend; ignored on CPU builds
+    # 0: Automatic, the model's trained length, at most 32k and shortened to fit free memory
+    # (app/engine/auto_fit.py); a number is used as it is (never beyond the trained length).
+    context_length: int = 0
+    # -1: Automatic, as many layers as fit in free GPU memory with their KV cache (all of them
+    # where they fit); 0: none; a number above the model's layers: all. CPU builds use none.
+    gpu_layers: int = -1
     # auto: on when layers run on a GPU, off on the CPU, where it slows long conversations
     # (SmolLM2 on 2 cores: generation 142 vs 104 tokens/s at depth 0, but 36 vs 58 at depth 3000).
     flash_attention: FlashAttention = "auto"
@@ -104,16 +108,25 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
     # v2 had a yes/no flash attention switch; its "yes" meant "where supported", now "auto".
     if version < 3 and isinstance(raw.get("flash_attention"), bool):
         raw["flash_attention"] = "auto" if raw["flash_attention"] else "off"
+    # v4's defaults become "Automatic": a context of 4096 (the old default, written into every
+    # file) is now chosen per model and machine; a GPU layers of -1 ("all") keeps its value and
+    # now means as many as fit, which is all of them wherever "all" could load. Other numbers
+    # were the user's choice and stay.
+    if version < 5 and raw.get("context_length") == V4_DEFAULT_CONTEXT:
+        raw["context_length"] = 0
     raw["version"] = SCHEMA_VERSION
     return raw
 
+
+V4_DEFAULT_CONTEXT = 4096
+MIN_CONTEXT = 256  # a set context length is at least this (0 is Automatic)
 
 # Whole numbers a settings file may hold (the Settings page's fields take the same ranges);
 # others fall back to the default (a context of -1 tokens would reach llama.cpp otherwise).
 RANGES: dict[str, tuple[int, int]] = {
     "threads": (0, 256),  # 0: Automatic
-    "context_length": (256, 1_048_576),
-    "gpu_layers": (-1, 1000),
+    "context_length": (0, 1_048_576),  # 0: Automatic; 1 to 255 are refused (MIN_CONTEXT)
+    "gpu_layers": (-1, 1000),  # -1: Automatic
     "download_concurrency": (1, 8),
     "server_port": (1, 65535),
     "server_idle_minutes": (0, 24 * 60),
@@ -147,7 +160,8 @@ def _coerce(cls: type[Any], raw: dict[str, Any]) -> Any:
         elif isinstance(default, int) and not isinstance(default, bool):
             ok = isinstance(value, int) and not isinstance(value, bool)
             low, high = RANGES.get(f.name, (-(2**63), 2**63 - 1))
-            if ok and not low <= value <= high:
+            too_short = ok and f.name == "context_length" and 0 < value < MIN_CONTEXT
+            if ok and (not low <= value <= high or too_short):
                 log.warning("setting %s=%s is out of range; using %s", f.name, value, default)
                 ok = False
             kwargs[f.name] = value if ok else default

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -102,7 +101,7 @@ class ChatModels:
         another chat) it waits for the reply's end."""
         path = self.current_model_path()
         if path and not self.engine.generating:
-            self.engine.load(path, self._load_params())
+            self.engine.load(path, self._load_params(path))
 
     def _own_settings(self) -> ChatSettings:
         """The shown chat's own settings (Chat settings; a new chat's are a draft until sent)."""
@@ -110,12 +109,26 @@ class ChatModels:
             return self.chat_settings.draft.settings
         return self.store.chat_settings(self.conversation.id)
 
-    def _load_params(self) -> LoadParams:
+    def _load_params(self, path: str = "", keep: bool = True) -> LoadParams:
         """How the shown chat's model loads: the app's settings, with the chat's own context
-        length where it has one."""
-        params = self.ctx.load_params()
-        length = self._own_settings().context_length_or(params.context_length)
-        return replace(params, context_length=length)
+        length where it has one, and "Automatic" values worked out for the model and the free
+        memory now (kept while the model is loaded, unless ``keep`` is off)."""
+        path = path or self.current_model_path()
+        engine = self.engine
+        held = self._loaded_info
+        return self.ctx.load_params(
+            path,
+            context_length=self._own_settings().context_length,
+            replacing=held if held is not None and held.path == engine.loaded_path else None,
+            keep=keep and path in (engine.loaded_path, engine.loading_path),
+        )
+
+    def reload_model(self) -> None:
+        """Load the model the engine holds again, with the settings as they are now (automatic
+        values worked out afresh)."""
+        path = self.engine.loaded_path or self.engine.loading_path
+        if path:
+            self.engine.reload(self._load_params(path, keep=False))
 
     def choose_model(self, path: str) -> None:
         """Use the model at ``path`` for the chat shown and for new chats. The one way a model is
@@ -152,8 +165,14 @@ class ChatModels:
             text = f"Ready · on {html.escape(remote[0])} (Settings → Connections)"
         else:
             text = f"Ready · context {info.context_length:,} tokens"
-        if info.gpu_layers:
-            text += f" · {info.gpu_layers} layers on GPU"
+        fit = self.ctx.last_fit
+        fit = fit if fit is not None and fit.path == info.path else None
+        if fit is not None and fit.context_auto and fit.context_length == info.context_length:
+            text += " (auto)"
+        if info.gpu_layers or (fit is not None and fit.gpu_layers_auto):
+            text += f" · {_layers_on_gpu(info.gpu_layers, fit.layers if fit else 0)}"
+            text += " (auto)" if fit is not None and fit.gpu_layers_auto else ""
+        self.status.setToolTip(fit.explanation if fit is not None else "")
         if info.safe_cpu:
             text += " · safe CPU mode"
         if info.notice:
@@ -171,3 +190,10 @@ class ChatModels:
     @Slot()
     def _on_unloaded(self) -> None:
         self.status.setText("No model loaded — it loads when you send a message.")
+
+
+def _layers_on_gpu(on_gpu: int, layers: int) -> str:
+    """ "12 of 32 layers on GPU"; the output head counts as one more (llama.cpp's n_gpu_layers)."""
+    if not layers:
+        return f"{on_gpu} layers on GPU"
+    return f"{min(on_gpu, layers)} of {layers} layers on GPU"

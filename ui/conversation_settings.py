@@ -154,7 +154,7 @@ def _default_text(key: str, ctx: AppContext) -> str:
     """The app's default for a setting, as the empty field shows it."""
     s = ctx.settings.sampling
     if key == "context_length":
-        return f"{ctx.settings.context_length} (default)"
+        return f"{ctx.settings.context_length or 'Automatic'} (default)"
     if key == "seed" and s.seed < 0:
         return "Random (default)"
     if key == "thinking_budget" and s.thinking_budget is None:

@@ -93,7 +93,7 @@ class MainWindow(QMainWindow):
         self.chat_page = ChatPage(ctx, self.store, engine)
         self.models_page = ModelsPage(ctx.paths.models_dir, engine)
         self.settings_page = SettingsPage(ctx.settings, ctx.library, self.server)
-        self.discover_page = DiscoverPage(get_token, ctx.settings.context_length)
+        self.discover_page = DiscoverPage(get_token, ctx.estimate_context())
         self.downloads_page = DownloadsPage(ctx.settings.download_concurrency)
         self.downloads = DownloadsController(
             DownloadManager(
@@ -430,9 +430,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _engine_settings_changed(self) -> None:
-        self.discover_page.set_context_length(self.ctx.settings.context_length)
+        self.discover_page.set_context_length(self.ctx.estimate_context())
         if self.engine.loaded_path and not self.engine.generating:
-            self.engine.reload(self.ctx.load_params())
+            self.chat_page.reload_model()  # automatic values worked out again
 
     @Slot(str)
     def _apply_theme(self, theme: str) -> None:

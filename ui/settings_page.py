@@ -33,7 +33,7 @@ from app.engine.templates import BUILTIN_TEMPLATES
 from app.hardware import default_threads
 from app.hub import whoami
 from app.library import LibraryError, ModelLibrary
-from app.settings import RANGES, Settings
+from app.settings import MIN_CONTEXT, RANGES, Settings
 from ui.connections_box import ConnectionsBox
 from ui.hardware_panel import HardwarePanel
 from ui.local_server import LocalServer
@@ -189,17 +189,21 @@ class SettingsPage(QScrollArea):
         self.context = QSpinBox()
         self.context.setRange(*RANGES["context_length"])
         self.context.setSingleStep(1024)
+        self.context.setSpecialValueText("Automatic")  # the value 0
         self.context.setValue(self.settings.context_length)
         self.context.setToolTip(
-            "Longer contexts remember more of a conversation and use more memory."
+            "Longer contexts remember more of a conversation and use more memory. Automatic: "
+            "the model's trained length, at most 32,768 tokens, shortened to fit free memory."
         )
         self.gpu_layers = QSpinBox()
         self.gpu_layers.setRange(*RANGES["gpu_layers"])
-        self.gpu_layers.setSpecialValueText("All")
+        self.gpu_layers.setSpecialValueText("Automatic")  # the value -1
         self.gpu_layers.setValue(self.settings.gpu_layers)
         self.gpu_layers.setToolTip(
-            "Layers to offload to the GPU (CUDA or Metal builds only); "
-            "0 keeps the model on the CPU."
+            "Layers to offload to the GPU (CUDA, Metal or Vulkan builds only). Automatic: as "
+            "many as fit in free GPU memory with their share of the context, worked out at each "
+            "load. 0 keeps the model on the CPU; a number above the model's layers puts all of "
+            "them on the GPU."
         )
         self.flash = QComboBox()
         for label, value in (
@@ -456,7 +460,8 @@ class SettingsPage(QScrollArea):
     def _engine_changed(self) -> None:
         s = self.settings
         s.threads = self.threads.value()
-        s.context_length = self.context.value()
+        context = self.context.value()  # 0: Automatic; a set length is at least 256 tokens
+        s.context_length = max(context, MIN_CONTEXT) if context else 0
         s.gpu_layers = self.gpu_layers.value()
         s.flash_attention = self.flash.currentData()
         s.chat_template_override = self.template.currentData()

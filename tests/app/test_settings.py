@@ -12,8 +12,8 @@ from app.settings import SCHEMA_VERSION, Settings, load_settings, save_settings
 def test_defaults_when_missing(tmp_path: Path) -> None:
     s = load_settings(tmp_path / "none.json")
     assert s == Settings()
-    assert s.context_length >= 2048  # llama-cpp-python's 512 is a trap
-    assert s.gpu_layers == -1
+    assert s.context_length == 0  # Automatic: from the model and free memory (app/engine/auto_fit)
+    assert s.gpu_layers == -1  # Automatic: as many layers as fit in free GPU memory
     assert s.flash_attention == "auto"
 
 
@@ -72,7 +72,13 @@ def test_hearth_home_puts_everything_in_one_folder(hearth_home: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("context_length", -1), ("context_length", 10**12), ("threads", 0), ("gpu_layers", -5)],
+    [
+        ("context_length", -1),
+        ("context_length", 100),  # under 256 tokens: 0 is Automatic, 1-255 are refused
+        ("context_length", 10**12),
+        ("threads", 0),
+        ("gpu_layers", -5),
+    ],
 )
 def test_numbers_out_of_range_fall_back_to_the_default(
     tmp_path: Path, key: str, value: int
@@ -80,3 +86,26 @@ def test_numbers_out_of_range_fall_back_to_the_default(
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({"version": SCHEMA_VERSION, key: value}))
     assert getattr(load_settings(path), key) == getattr(Settings(), key)
+
+
+@pytest.mark.parametrize(
+    ("stored", "migrated"),
+    [
+        ({"context_length": 4096, "gpu_layers": -1}, (0, -1)),  # v4's defaults: Automatic
+        ({"context_length": 8192, "gpu_layers": 20}, (8192, 20)),  # the user's own: kept
+        ({"context_length": 4096, "gpu_layers": 0}, (0, 0)),  # CPU only stays CPU only
+        ({}, (0, -1)),
+    ],
+)
+def test_v4_defaults_become_automatic_and_chosen_numbers_stay(
+    tmp_path: Path, stored: dict[str, int], migrated: tuple[int, int]
+) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": 4, "theme": "dark", **stored}))
+    s = load_settings(path)
+    assert (s.context_length, s.gpu_layers) == migrated
+    assert (s.version, s.theme) == (SCHEMA_VERSION, "dark")
+    save_settings(s, path)  # a second load does not migrate again: 4096 set by hand stays
+    s.context_length = 4096
+    save_settings(s, path)
+    assert load_settings(path).context_length == 4096

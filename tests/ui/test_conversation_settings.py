@@ -83,6 +83,7 @@ def test_temperature_set_in_one_chat_is_used_for_its_replies_only(
     assert dialog.fields["temperature"].text() == ""
     assert dialog.fields["temperature"].placeholderText() == "0.7 (default)"
     assert dialog.fields["seed"].placeholderText() == "Random (default)"
+    assert dialog.fields["context_length"].placeholderText() == "Automatic (default)"
     type_into(qtbot, dialog, "temperature", "0.2")
     # Enter closes the panel, which saves what was typed (it does not ask for a preset's name).
     monkeypatch.setattr(QInputDialog, "getText", lambda *_a, **_k: pytest.fail("asked a name"))
@@ -328,4 +329,5 @@ def test_a_chat_with_its_own_context_length_loads_the_model_with_it(
     window.open_conversation(second)
     send(qtbot, window, "in the second")
     assert fake_engine.loaded is not None
-    assert fake_engine.loaded.context_length == window.ctx.settings.context_length
+    assert window.ctx.settings.context_length == 0  # Automatic: the starter model's 8,192
+    assert fake_engine.loaded.context_length == 8192

@@ -631,7 +631,8 @@ def _loaded_engine(
 
     engine: Engine = remote or local_engine(ctx.paths)
     try:
-        return engine, engine.load(str(model.path) if model else name or "", ctx.load_params())
+        path = str(model.path) if model else ""
+        return engine, engine.load(path or name or "", ctx.load_params(path))  # automatic fit
     except EngineError as e:
         engine.close()
         raise CliError(str(e)) from None

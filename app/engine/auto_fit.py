@@ -13,6 +13,7 @@ made-up numbers; ``read_layout`` reads a layout from a GGUF file's tensor table 
 
 from __future__ import annotations
 
+import functools
 import mmap
 import re
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from pathlib import Path
 from app.hub import fit
 from app.model_file import (
     InvalidModelFile,
-    ModelFileInfo,
     _Cursor,  # the one GGUF parser: its cursor and value skipper walk the tensor table here
     _gguf_tables,
     _read_value,
@@ -176,6 +176,8 @@ def _auto_context(
             f"{human_size(layout.kv_per_token() * n_ctx)} stay within "
             f"{int(fit.TIGHT * 100)}% of {human_size(free)} free"
         )
+        if n_ctx > fits:
+            why += f" (they do not even at {n_ctx:,} tokens, the least chosen automatically)"
     notes.append(f"Context {n_ctx:,} tokens (automatic): {why}.")
     return n_ctx
 
@@ -209,13 +211,25 @@ def _auto_layers(layout: ModelLayout, machine: fit.Machine, n_ctx: int, notes: l
     return placed
 
 
-def read_layout(path: Path, info: ModelFileInfo | None = None) -> ModelLayout:
-    """The layout of the model at ``path`` (every part of a split model), from its header.
+def read_layout(path: Path) -> ModelLayout:
+    """The layout of the model at ``path`` (every part of a split model), from its header; kept
+    while the file is unchanged (a header with a large vocabulary takes tens of milliseconds,
+    and the window asks on the GUI thread as it loads).
 
     Raises:
         InvalidModelFile: the file cannot be read or is not a GGUF model.
     """
-    info = info or read_model_file(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise InvalidModelFile(f"{path.name} cannot be read: {e.strerror or e}.") from None
+    return _read_layout(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_layout(name: str, _size: int, _mtime_ns: int) -> ModelLayout:
+    path = Path(name)
+    info = read_model_file(path)
     shard = shard_info(path)
     parts = [path]
     if shard is not None and shard[2] > 1:

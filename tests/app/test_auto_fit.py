@@ -111,6 +111,7 @@ def test_automatic_context_never_drops_below_a_usable_chat() -> None:
     """Weights that do not fit at all: the memory check refuses the load with the numbers."""
     chosen = choose(llama_8b(), Machine(2 * GB, 4 * GB), gpu_offload=False)
     assert chosen.context_length == auto_fit.MIN_AUTO_CONTEXT
+    assert "they do not even at 2,048 tokens" in chosen.explanation
 
 
 def test_a_context_set_by_hand_stops_at_the_trained_length() -> None:

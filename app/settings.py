@@ -85,6 +85,7 @@ class Settings:
     model_titles: bool = True
     sampling: Sampling = field(default_factory=Sampling)
     theme: Theme = "system"
+    text_size: int = 0  # points for the window's text (Ctrl+plus/minus); 0: the system's size
     last_model: str = ""
     offline: bool = False  # no connection at all, whatever the user clicks (HF_HUB_OFFLINE too)
     download_concurrency: int = 2  # files downloading at once; the rest wait in the queue
@@ -127,6 +128,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "threads": (0, 256),  # 0: Automatic
     "context_length": (0, 1_048_576),  # 0: Automatic; 1 to 255 are refused (MIN_CONTEXT)
     "gpu_layers": (-1, 1000),  # -1: Automatic
+    "text_size": (0, 40),
     "download_concurrency": (1, 8),
     "server_port": (1, 65535),
     "server_idle_minutes": (0, 24 * 60),

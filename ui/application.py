@@ -25,7 +25,7 @@ from ui.engine_controller import EngineController
 from ui.local_server import LocalServer
 from ui.main_window import MainWindow
 from ui.single_instance import SingleInstance
-from ui.theme import apply_theme
+from ui.theme import apply_text_size, apply_theme
 from ui.welcome import welcome_if_first_run
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ def run(
         return 0
     log.info("Hearth %s starting; data in %s", __version__, ctx.paths.data_dir)
     apply_theme(app, ctx.settings.theme)
+    if ctx.settings.text_size:
+        apply_text_size(app, ctx.settings.text_size)
     try:
         store = ChatStore(ctx.paths.chats_db)  # marks replies of writers that are gone
     except ChatStoreError as e:

@@ -101,7 +101,10 @@ class ChatPage(QWidget, ChatModels, ChatVersions):
         self.status.setWordWrap(True)
         top = QHBoxLayout()
         top.setContentsMargins(16, 10, 16, 6)
-        top.addWidget(QLabel("Model:"))
+        model_label = QLabel("Model:")
+        model_label.setBuddy(self.picker)
+        top.addWidget(model_label)
+        top.addSpacing(4)
         top.addWidget(self.picker)
         # The shown chat's system prompt, sampling and thinking (a new chat's: saved with it).
         self.chat_settings = ConversationSettingsDialog(

@@ -14,7 +14,7 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -100,10 +100,22 @@ class ChatSettingsButton(QToolButton):
         self.setIcon(QIcon(str(RESOURCES / "sliders.svg")))
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self._measure()
+
+    def _measure(self) -> None:
+        """Both sizes, for the font now (zoom changes it)."""
+        style = self.toolButtonStyle()
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self._full = super().sizeHint()
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         self._icon_only = super().sizeHint()
-        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.setToolButtonStyle(style)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._measure()
+            self.updateGeometry()
 
     def sizeHint(self) -> QSize:
         return self._full

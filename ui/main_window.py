@@ -35,7 +35,7 @@ from ui.local_server import LocalServer
 from ui.models_page import ModelsPage
 from ui.settings_page import SettingsPage
 from ui.tasks import error_text, run_task
-from ui.theme import apply_theme
+from ui.theme import TEXT_SIZES, apply_text_size, apply_theme, text_size
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,10 @@ class MainWindow(QMainWindow):
             ("Settings", QKeySequence("Ctrl+,"), lambda: self.show_page(self.SETTINGS)),
             ("Quit", QKeySequence("Ctrl+Q"), self.close),
             ("Copy the last reply", QKeySequence("Ctrl+Shift+C"), self.chat_page.copy_last_reply),
+            ("Larger text", QKeySequence(QKeySequence.StandardKey.ZoomIn), self.zoom_in),
+            ("Larger text", QKeySequence("Ctrl+="), self.zoom_in),
+            ("Smaller text", QKeySequence(QKeySequence.StandardKey.ZoomOut), self.zoom_out),
+            ("Text at its usual size", QKeySequence("Ctrl+0"), self.zoom_reset),
             ("About Hearth", QKeySequence(QKeySequence.StandardKey.HelpContents), self.show_about),
         ):
             action = QAction(label, self)
@@ -433,6 +437,38 @@ class MainWindow(QMainWindow):
         self.discover_page.set_context_length(self.ctx.estimate_context())
         if self.engine.loaded_path and not self.engine.generating:
             self.chat_page.reload_model()  # automatic values worked out again
+
+    @Slot()
+    def zoom_in(self) -> None:
+        """Ctrl+plus: larger text everywhere, remembered."""
+        self._zoom(+1)
+
+    @Slot()
+    def zoom_out(self) -> None:
+        """Ctrl+minus: smaller text everywhere, remembered."""
+        self._zoom(-1)
+
+    @Slot()
+    def zoom_reset(self) -> None:
+        """Ctrl+0: the system's text size again."""
+        self._set_text_size(0)
+
+    def _zoom(self, step: int) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            low, high = TEXT_SIZES
+            self._set_text_size(min(high, max(low, round(text_size(app)) + step)))
+
+    def _set_text_size(self, points: int) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_text_size(app, points)
+        self.ctx.settings.text_size = points
+        self.ctx.save_settings()
 
     @Slot(str)
     def _apply_theme(self, theme: str) -> None:

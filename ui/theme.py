@@ -112,5 +112,28 @@ def apply_theme(app: QApplication, theme: str) -> None:
     palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#888888"))
     palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#888888"))
     app.setPalette(palette)
+    app.setStyleSheet(_style_sheet())
+
+
+TEXT_SIZES = (6, 40)  # the points zoom keeps to
+_text_points = 0  # the window's text size (0: the system's), a rule of the style sheet
+
+
+def _style_sheet() -> str:
     check = (RESOURCES / "check.svg").as_posix()
-    app.setStyleSheet(STYLESHEET + CHECK_BOXES % check)
+    # Widgets with a style sheet of their own do not follow QApplication.setFont: the size is
+    # a rule of the application's sheet, which reaches them all.
+    size = f"* {{ font-size: {_text_points}pt; }}\n" if _text_points else ""
+    return size + STYLESHEET + CHECK_BOXES % check
+
+
+def apply_text_size(app: QApplication, points: int) -> None:
+    """The window's text at ``points`` (0: the system's size)."""
+    global _text_points
+    _text_points = points
+    app.setStyleSheet(_style_sheet())
+
+
+def text_size(app: QApplication) -> float:
+    """The window's text size now, in points."""
+    return float(_text_points) if _text_points else app.font().pointSizeF()

@@ -175,6 +175,9 @@ def _coerce(cls: type[Any], raw: dict[str, Any]) -> Any:
             kwargs[f.name] = value if ok else default
         elif isinstance(default, str):
             kwargs[f.name] = value if isinstance(value, str) else default
+        elif f.name == "thinking_budget":  # a whole number of tokens, or None: no limit
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+            kwargs[f.name] = value if ok and (value is None or value >= 0) else default
         else:
             kwargs[f.name] = default
     unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}

@@ -25,6 +25,7 @@ from app.chats.turn import Turn
 from app.context import AppContext
 from app.engine.types import GenerationStats, LoadedModel
 from app.library import LibraryEntry
+from app.markdown_blocks import split_thinking
 from app.settings import Sampling
 from ui.chat_models import ChatModels
 from ui.chat_versions import ChatVersions
@@ -232,7 +233,9 @@ class ChatPage(QWidget, ChatModels, ChatVersions):
     def _update_context_meter(self) -> None:
         info = self._loaded_info
         loaded = info if info is not None and info.path == self.current_model_path() else None
-        self.context_meter.show_usage(loaded, self.messages.items())
+        self.context_meter.show_usage(
+            loaded, self.messages.items(), self.ctx.settings.sampling.drop_oldest
+        )
 
     def _update_empty_text(self) -> None:
         if self._models or self.current_model_path():
@@ -306,6 +309,7 @@ class ChatPage(QWidget, ChatModels, ChatVersions):
 
     def _begin(self, turn: Turn, path: str) -> None:
         """Stream the engine's reply for ``turn`` (shown already) into the view and the store."""
+        self._finish_revealing()
         self._stream = _Stream(turn)
         self.conversation_changed.emit(turn.conversation.id)
         self.engine.load(path, self._load_params())
@@ -430,6 +434,19 @@ class ChatPage(QWidget, ChatModels, ChatVersions):
         else:
             self._prepare_next()
 
+    def _finish_revealing(self) -> None:
+        """A reply that ended while the view was still revealing it is shown whole and ended
+        now (a message sent at once after it, or Regenerate, would leave it half shown)."""
+        s = self._stream
+        if s is None or not s.turn.ended:
+            return
+        self._reveal_timer.stop()
+        row = self._stream_row()
+        if row >= 0 and s.unshown:
+            self.messages.append_text(row, s.unshown)
+        s.unshown = ""
+        self._end_stream()
+
     def _end_stream(self) -> None:
         s = self._stream
         assert s is not None
@@ -463,8 +480,16 @@ class ChatPage(QWidget, ChatModels, ChatVersions):
     def _ask_for_title(self, turn: Turn) -> None:
         """Have the model title a new chat from its first exchange: briefly, without thinking,
         and before the next reply is prepared (which the engine's queue keeps in order)."""
-        sampling = replace(self._sampling(), temperature=0.2, max_tokens=24, enable_thinking=False)
-        request = title_request(turn.user.content, turn.text)
+        # No thinking: off where the template has the switch, closed at once where it opens it.
+        sampling = replace(
+            self._sampling(),
+            temperature=0.2,
+            max_tokens=24,
+            enable_thinking=False,
+            thinking_budget=0,
+        )
+        reply = turn.text
+        request = title_request(turn.user.content, split_thinking(reply).answer(reply))
         self.engine.write_title(turn.conversation.id, request, sampling)
 
     @Slot(int, str)

@@ -23,13 +23,15 @@ class ContextMeter(QLabel):
         self.setToolTip(
             "How much of the model's context this conversation fills: the next reply reads all "
             "of it, and its own words need room too. Past the limit, the oldest messages are "
-            "left out (the system prompt is kept)."
+            "left out (the system prompt is kept), or the reply is refused: Settings → Replies."
         )
         self.hide()
 
-    def show_usage(self, model: LoadedModel | None, messages: list[Message]) -> None:
+    def show_usage(
+        self, model: LoadedModel | None, messages: list[Message], drop_oldest: bool = True
+    ) -> None:
         """Count for ``model`` (None: the chat's model is not the one loaded) and ``messages``,
-        the conversation shown."""
+        the conversation shown; ``drop_oldest``: what happens past the limit (Settings)."""
         if model is None or not model.context_length:
             self.hide()
             return
@@ -41,7 +43,11 @@ class ContextMeter(QLabel):
         near = used >= NEAR_FULL * model.context_length
         text = f"Context: {used:,} / {model.context_length:,} tokens"
         if near:
-            text += " — near the limit: the oldest messages will be left out"
+            text += (
+                " — near the limit: the oldest messages will be left out"
+                if drop_oldest
+                else " — near the limit: start a new chat soon"
+            )
         self.setText(text)
         self.setProperty("near", near)
         self.style().unpolish(self)

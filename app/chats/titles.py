@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from app.engine.types import ChatMessage
+from app.markdown_blocks import split_thinking
 
 TITLE_LIMIT = 48
 
@@ -53,8 +54,12 @@ _LABEL = re.compile(r"^\s*(title|titre|titel|título)\s*:\s*", re.IGNORECASE)
 def title_from_model(text: str, limit: int = TITLE_LIMIT) -> str:
     """The title in what a model wrote for ``title_request``: its first non-empty line without a
     "Title:" label, quotes, Markdown marks or a final full stop; "" when nothing usable is left
-    (a reasoning model's ``<think>`` block is skipped)."""
-    text = re.sub(r"<think>.*?(</think>|$)", "", text, flags=re.DOTALL)
+    (a reasoning model's thinking, whatever its markers, is skipped; a reply that is all
+    thinking gives "")."""
+    split = split_thinking(text)
+    if split.found and not split.closed:  # it never got past its thinking: no title in it
+        return ""
+    text = split.answer(text)
     line = next((x for x in text.splitlines() if x.strip()), "")
     line = _MARKUP.sub("", _LABEL.sub("", line))
     for _ in range(2):  # "Title." and "Title". alike

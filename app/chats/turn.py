@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from app.chats.chat_settings import ChatSettings
@@ -152,8 +153,8 @@ class Turn:
         before = store.path_to(message_id)[:-1]
         if not before:
             raise ValueError("a reply without a message before it cannot be continued")
+        store.select(message_id)  # first: a failure here leaves the reply as it was
         reply = store.resume_message(message_id)
-        store.select(message_id)
         turn = cls(
             store,
             conversation,
@@ -298,7 +299,7 @@ def request_reply(
     if not continues:
         return engine.chat(history, sampling, cancel, rules)
     prompt = engine.format_prompt(history) + continues
-    return engine.complete(prompt, sampling, cancel, rules)
+    return engine.complete(prompt, sampling, cancel, replace(rules, ends_turn=True))
 
 
 def _message(store: ChatStore, message_id: int) -> Message:

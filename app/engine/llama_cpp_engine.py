@@ -434,7 +434,7 @@ class LlamaCppEngine:
             sampling,
             cancel,
             rules,
-            TurnEnd(),
+            self._current().turn_end if rules.ends_turn else TurnEnd(),
             lambda: opens_thinking(prompt),
         )
 

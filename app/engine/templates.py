@@ -274,7 +274,8 @@ def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
             continue
         # The reply may start inside its thinking: R1's and others' prompts open the <think>.
         thought = content[:at].split(THINK_START)[-1].strip("\n")
-        rest = content[content.rfind(THINK_END) + len(THINK_END) :].lstrip("\n")
+        # The answer is all after the first end marker: it may mention "</think>" itself.
+        rest = content[at + len(THINK_END) :].lstrip("\n")
         entry: dict[str, Any] = {**m, "content": rest}
         if thought.strip():
             entry["reasoning_content"] = thought

@@ -57,6 +57,9 @@ class ReplyRules:
 
     stop: tuple[str, ...] = ()
     response_format: dict[str, Any] | None = None
+    # A plain completion that continues a chat reply (the window's Continue): it ends where the
+    # chat template ends a turn, as a chat reply does.
+    ends_turn: bool = False
 
 
 NO_RULES = ReplyRules()

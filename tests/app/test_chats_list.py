@@ -99,4 +99,12 @@ def test_titles_written_by_a_model() -> None:
     assert "How do tides work?" in ask["content"]
     assert title_from_model('Title: "How Tides Work".\n\nMore text') == "How Tides Work"
     assert title_from_model("<think>user asks about tides</think>\n**Tides**") == "Tides"
+    gpt_oss = (
+        "<|channel|>analysis<|message|>We need a short title.<|end|><|start|>assistant"
+        "<|channel|>final<|message|>Tide Tables"
+    )
+    assert title_from_model(gpt_oss) == "Tide Tables"
+    assert title_from_model("<seed:think>hmm</seed:think>Sea Poems") == "Sea Poems"
+    assert title_from_model("<think>Okay, so the user wants a title about") == ""
+    assert title_from_model("Okay, so the user wants</think>\n\nRiver Facts") == "River Facts"
     assert title_from_model("  \n") == ""

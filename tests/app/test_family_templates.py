@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
+from app.chats.turn import request_reply
 from app.engine import llama_cpp_engine
 from app.engine.llama_cpp_engine import LlamaCppEngine
 from app.engine.sampling import TokenPicker
-from app.engine.templates import ChatTemplate
+from app.engine.templates import ChatTemplate, template_messages
 from app.engine.types import ChatMessage, LoadParams
 from app.settings import Sampling
 from tests.gguf_factory import write_tiny_model
@@ -513,6 +514,24 @@ def test_plain_completions_do_not_stop_at_the_chat_marker(
     assert reply.stats.generated_tokens == 3
 
 
+def test_a_continued_reply_stops_at_the_chat_marker_as_the_reply_did(
+    turn_end_engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Continue (a plain completion of the prompt and the reply so far) ends where the chat
+    template ends a turn, not at the token limit in made-up turns."""
+    engine = turn_end_engine
+    marker = engine.vocab.single_token("<|turn_end|>")
+    words = _tokens(engine, " hello", " world", " fire")
+    eos = int(llama_cpp_engine.llama().llama_vocab_eos(engine.vocab.handle))
+    script = [words[0], words[1], marker, words[2], eos]
+    picker = type("Picker", (_ScriptedPicker,), {"script": script})
+    monkeypatch.setattr(llama_cpp_engine, "TokenPicker", picker)
+    history = [msg("user", "hello")]
+    reply = request_reply(engine, history, "Once", Sampling(max_tokens=20), threading.Event())
+    assert "".join(reply).strip() == "hello world"
+    assert reply.stats.generated_tokens == 2
+
+
 def test_a_marker_the_vocabulary_has_as_a_token_is_only_text_when_spelled_out(
     turn_end_engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -523,3 +542,10 @@ def test_a_marker_the_vocabulary_has_as_a_token_is_only_text_when_spelled_out(
     text, stats = _reply(engine, [hello, *_tokens(engine, *"<|turn_end|>"), world], monkeypatch)
     assert text == " hello<|turn_end|> world"
     assert stats.stop_reason == "eos"
+
+
+def test_an_answer_that_mentions_the_end_marker_goes_back_whole() -> None:
+    reply = "<think>\nhm\n</think>\n\nUse </think> to close. Then </think> again. End."
+    [entry] = template_messages([{"role": "assistant", "content": reply}])
+    assert entry["content"] == "Use </think> to close. Then </think> again. End."
+    assert entry["reasoning_content"] == "hm"

@@ -109,3 +109,13 @@ def test_v4_defaults_become_automatic_and_chosen_numbers_stay(
     s.context_length = 4096
     save_settings(s, path)
     assert load_settings(path).context_length == 4096
+
+
+def test_an_app_wide_thinking_budget_is_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    settings = Settings()
+    settings.sampling.thinking_budget = 512
+    save_settings(settings, path)
+    assert load_settings(path).sampling.thinking_budget == 512
+    path.write_text(path.read_text().replace('"thinking_budget": 512', '"thinking_budget": -3'))
+    assert load_settings(path).sampling.thinking_budget is None  # out of range: the default

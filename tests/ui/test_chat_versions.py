@@ -172,3 +172,26 @@ def test_nothing_changes_the_conversation_while_a_reply_streams(
     with qtbot.waitSignal(window.engine.reply_finished, timeout=10_000):
         page.stop()
     assert first_reply.regenerate_button.isEnabled()
+
+
+def test_a_reply_still_being_revealed_is_shown_whole_when_the_next_one_starts(
+    qtbot: QtBot, window: MainWindow, fake_engine: FakeEngine
+) -> None:
+    """A fast engine outruns the view (it reveals 400 characters a pass); a message sent, or a
+    reply regenerated, at once must not leave the earlier reply half shown and unfinished."""
+    fake_engine.words = ["word "] * 1000
+    page = window.chat_page
+    page.input.setPlainText("first")
+    with qtbot.waitSignal(window.engine.reply_finished, timeout=10_000):
+        qtbot.keyClick(page.input, Qt.Key.Key_Return)
+    assert page._stream is not None  # still revealing the 5,000 characters
+    fake_engine.words = ["Short."]
+    page.input.setPlainText("second")
+    with qtbot.waitSignal(window.engine.reply_finished, timeout=10_000):
+        page.send()
+    first = page.messages.items()[1]
+    assert first.content == "word " * 1000
+    assert first.status == "complete"
+    assert "tokens/s" in widget(window, 1).footer.text()
+    qtbot.waitUntil(lambda: page._stream is None)
+    assert [m.content for m in page.messages.items()][2:] == ["second", "Short."]

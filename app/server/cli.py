@@ -70,7 +70,7 @@ def serve(args: argparse.Namespace, ctx: AppContext) -> int:
         if args.model:
             entry = ctx.library.find(args.model)
             print(f"Loading {entry.name}…", file=sys.stderr)
-            host.seat.load(str(entry.path), ctx.load_params())
+            host.seat.load(str(entry.path), ctx.load_params(str(entry.path)))
         names = ", ".join(host.models()) or "none yet (hearth models add FILE.gguf)"
         url = server.options.url
 

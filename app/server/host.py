@@ -56,7 +56,7 @@ class ModelHost:
         self,
         seat: Seat,
         scan: Callable[[], list[LibraryEntry]],
-        load_params: Callable[[], LoadParams],
+        load_params: Callable[[str], LoadParams],
         idle_seconds: float = 15 * 60,
         saving: SavedRequests | None = None,
     ) -> None:
@@ -124,8 +124,8 @@ class ModelHost:
         self.served.active += 1
         try:
             loaded = self.seat.loaded
-            params = self._load_params()
             if loaded is None or loaded.path != str(entry.path):
+                params = self._load_params(str(entry.path))  # its automatic fit, if so set
                 log.info("API: loading %s", entry.path.name)
                 self.seat.load(str(entry.path), params, cancel)
             self.served.last_model = name
@@ -169,7 +169,9 @@ class ModelHost:
         turn.finish(reply.stats)
 
     def context_length(self) -> int:
-        return self._load_params().context_length
+        """The context of the model loaded, or what one would get without a file to fit."""
+        loaded = self.seat.loaded
+        return loaded.context_length if loaded is not None else self._load_params("").context_length
 
     def _unload_when_idle(self) -> None:
         while not self._closed.wait(1.0):

@@ -56,7 +56,7 @@ def serve(tiny_model: Path) -> Iterator[Serve]:
         host = ModelHost(
             SharedEngine(fake).seat("api"),
             lambda: [entry],
-            lambda: LoadParams(context_length=512),
+            lambda _path: LoadParams(context_length=512),
             saving=saving,
         )
         server = ApiServer(host, ServerOptions("127.0.0.1", 0, api_key), Sampling)
@@ -266,7 +266,7 @@ def test_other_host_names_are_refused_on_loopback(serve: Serve) -> None:
 
 
 def test_listening_beyond_loopback_needs_a_key(tiny_model: Path) -> None:
-    host = ModelHost(SharedEngine(FakeEngine()).seat("api"), list, LoadParams)
+    host = ModelHost(SharedEngine(FakeEngine()).seat("api"), list, lambda _path: LoadParams())
     try:
         with pytest.raises(ServerError, match="API key"):
             ApiServer(host, ServerOptions("0.0.0.0", 0), Sampling)
@@ -472,7 +472,12 @@ def test_hearth_as_the_remote_engine_of_hearth(hearth_serve: str) -> None:
 def test_a_model_no_request_used_for_the_idle_time_is_unloaded(tiny_model: Path) -> None:
     fake = FakeEngine()
     entry = LibraryEntry(tiny_model, "file", read_model_file(tiny_model))
-    host = ModelHost(SharedEngine(fake).seat("api"), lambda: [entry], LoadParams, idle_seconds=0.5)
+    host = ModelHost(
+        SharedEngine(fake).seat("api"),
+        lambda: [entry],
+        lambda _path: LoadParams(),
+        idle_seconds=0.5,
+    )
     try:
         request = read_chat(
             {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}]}, Sampling(), 64

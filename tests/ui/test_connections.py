@@ -29,7 +29,7 @@ def other_machine(tiny_model: Path) -> Iterator[tuple[str, FakeEngine]]:
     fake = FakeEngine()
     fake.words = ["Greetings", " from", " the", " desktop", "."]
     entry = LibraryEntry(tiny_model, "file", read_model_file(tiny_model))
-    host = ModelHost(SharedEngine(fake).seat("api"), lambda: [entry], LoadParams)
+    host = ModelHost(SharedEngine(fake).seat("api"), lambda: [entry], lambda _path: LoadParams())
     server = ApiServer(host, ServerOptions("127.0.0.1", 0), Sampling)
     server.start_thread()
     yield server.options.url, fake

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -115,11 +116,22 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
     # were the user's choice and stay.
     if version < 5 and raw.get("context_length") == V4_DEFAULT_CONTEXT:
         raw["context_length"] = 0
+    # v4 wrote its thread count (half the logical processors past four) into every file: that
+    # value was the default, not a choice, and becomes Automatic too.
+    if version < 5 and raw.get("threads") == _v4_default_threads():
+        raw["threads"] = 0
     raw["version"] = SCHEMA_VERSION
     return raw
 
 
 V4_DEFAULT_CONTEXT = 4096
+
+
+def _v4_default_threads() -> int:
+    n = os.cpu_count() or 2
+    return max(1, min(n if n <= 4 else n // 2, 16))
+
+
 MIN_CONTEXT = 256  # a set context length is at least this (0 is Automatic)
 
 # Whole numbers a settings file may hold (the Settings page's fields take the same ranges);

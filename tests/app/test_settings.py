@@ -119,3 +119,14 @@ def test_an_app_wide_thinking_budget_is_read_back(tmp_path: Path) -> None:
     assert load_settings(path).sampling.thinking_budget == 512
     path.write_text(path.read_text().replace('"thinking_budget": 512', '"thinking_budget": -3'))
     assert load_settings(path).sampling.thinking_budget is None  # out of range: the default
+
+
+def test_v4s_default_thread_count_becomes_automatic(tmp_path: Path) -> None:
+    from app.settings import _v4_default_threads
+
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": 4, "threads": _v4_default_threads()}))
+    assert load_settings(path).threads == 0
+    chosen = _v4_default_threads() + 1
+    path.write_text(json.dumps({"version": 4, "threads": chosen}))
+    assert load_settings(path).threads == chosen  # set by hand: kept

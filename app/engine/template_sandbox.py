@@ -12,13 +12,17 @@ QwQ's and DeepSeek R1's close the ``<think>`` at once when it is missing).
 Jinja's sandbox already forbids file and attribute access and caps ``range``; on top of that a
 prompt may not outgrow MAX_PROMPT_CHARS (checked as it is produced, so a template cannot fill
 the memory before it ends), and ``'x' * n`` or ``a ** b`` that would build something huge are
-refused before they run. Time is limited by the caller (app/engine/templates.py).
+refused before they run. A render may be given a time limit (``seconds``): checked at every
+call, attribute and item a template uses and every piece it writes, so it holds on any
+thread and any system (a loop can only go on by calling ``range`` or reading something again).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NoReturn
@@ -37,6 +41,19 @@ class TemplateTooLarge(Exception):
     pass
 
 
+class TemplateTooSlow(Exception):
+    """The render ran past its time limit."""
+
+
+_deadline = threading.local()  # .at: the monotonic time a render on this thread must end by
+
+
+def _check_time() -> None:
+    at = getattr(_deadline, "at", None)
+    if at is not None and time.monotonic() > at:
+        raise TemplateTooSlow
+
+
 class _GenerationTag(Extension):
     """``{% generation %}…{% endgeneration %}`` (marks assistant text for training): passed
     through, as Hugging Face renders it."""
@@ -50,6 +67,18 @@ class _GenerationTag(Extension):
 
 class _Environment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_time()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _check_time()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _check_time()
+        return super().getitem(obj, argument)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -112,9 +141,10 @@ def render(
     *,
     add_generation_prompt: bool = True,
     enable_thinking: bool = True,
+    seconds: float | None = None,
 ) -> str:
     """The prompt for ``messages``, with the assistant's header after them when
-    ``add_generation_prompt``.
+    ``add_generation_prompt``; ``TemplateTooSlow`` past ``seconds``.
 
     Templates written for tool use may iterate ``tools`` without a default: rendered first with
     none (``tools`` undefined-like None, which most test for), then with an empty list.
@@ -133,12 +163,16 @@ def render(
         "functions": "",
         "enable_thinking": enable_thinking,
     }
+    _deadline.at = None if seconds is None else time.monotonic() + seconds
     try:
-        return _collect(template, {**variables, "tools": None}, limit)
-    except TemplateTooLarge:
-        raise
-    except TypeError:
-        return _collect(template, {**variables, "tools": []}, limit)
+        try:
+            return _collect(template, {**variables, "tools": None}, limit)
+        except (TemplateTooLarge, TemplateTooSlow):
+            raise
+        except TypeError:
+            return _collect(template, {**variables, "tools": []}, limit)
+    finally:
+        _deadline.at = None
 
 
 def _collect(template: Template, variables: dict[str, Any], limit: int) -> str:
@@ -146,6 +180,7 @@ def _collect(template: Template, variables: dict[str, Any], limit: int) -> str:
     parts: list[str] = []
     size = 0
     for piece in pieces:
+        _check_time()
         size += len(piece)
         if size > limit:
             raise TemplateTooLarge(f"the prompt grew past {limit:,} characters")

@@ -15,7 +15,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-from app.engine.template_sandbox import TemplateTooLarge, compile_template, render
+from app.engine.template_sandbox import (
+    TemplateTooLarge,
+    TemplateTooSlow,
+    compile_template,
+    render,
+)
 from app.engine.types import ChatMessage, EngineError, LoadedModel
 
 BUILTIN_TEMPLATES: dict[str, str] = {
@@ -100,15 +105,14 @@ def resolve_template(
 RENDER_SECONDS = 2.0
 
 
-class _TooLong(Exception):
-    pass
+_TooLong = TemplateTooSlow  # a render past RENDER_SECONDS, found by the sandbox or SIGALRM
 
 
 @contextlib.contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
     """End what runs inside after ``seconds`` with ``_TooLong``, through SIGALRM: possible only
-    on the main thread of a Unix process (where the engine process renders); elsewhere there is
-    no limit."""
+    on the main thread of a Unix process (where the engine process renders). Everywhere else
+    the sandbox's own time limit (``render(seconds=...)``) stops it."""
     alarm = getattr(signal, "SIGALRM", None)
     if alarm is None or threading.current_thread() is not threading.main_thread():
         yield
@@ -176,6 +180,7 @@ class ChatTemplate:
                 self._eos,
                 add_generation_prompt=add_generation_prompt,
                 enable_thinking=enable_thinking,
+                seconds=RENDER_SECONDS,
             )
 
     def format(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from app.engine.llama_cpp_engine import LlamaCppEngine
 from app.engine.process import ProcessEngine
-from app.engine.templates import RENDER_SECONDS
+from app.engine.templates import RENDER_SECONDS, ChatTemplate
 from app.engine.types import EngineError, LoadParams
 from app.settings import Sampling
 
@@ -33,6 +33,29 @@ def test_a_template_that_never_finishes_is_stopped_in_this_process(tiny_model: P
     engine.load(str(tiny_model), LoadParams(context_length=512))
     assert "hello" in engine.format_prompt(HELLO)  # type: ignore[arg-type]
     engine.unload()
+
+
+def test_a_template_that_never_finishes_is_stopped_off_the_main_thread_too() -> None:
+    """Where SIGALRM cannot stop it (another thread; Windows has none at all), the sandbox's
+    own time limit does."""
+    template = ChatTemplate(FOREVER, "", "")
+    outcome: list[BaseException | str] = []
+
+    def run() -> None:
+        try:
+            outcome.append(template.format(HELLO))  # type: ignore[arg-type]
+        except BaseException as e:
+            outcome.append(e)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(RENDER_SECONDS + 5)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < RENDER_SECONDS + 2
+    assert isinstance(outcome[0], EngineError)
+    assert "did not finish within" in str(outcome[0])
+    assert "hello" in ChatTemplate("{{ messages[0]['content'] }}", "", "").format(HELLO)  # type: ignore[arg-type]
 
 
 def test_a_template_that_never_finishes_fails_the_reply_not_the_engine(tiny_model: Path) -> None:

@@ -476,7 +476,8 @@ class ChatStore(ConversationList):
 
     @saving
     def import_conversations(self, conversations: list[ImportedConversation]) -> ImportResult:
-        """Add imported conversations (``transfer.read_import``) in one transaction; those
+        """Add imported conversations (``transfer.read_import``), each whole, in short
+        transactions that let other writers in (``transfer.import_conversations``); those
         already here (an earlier import of the same file, or Hearth's own export of them) are
         left out and counted as ``skipped``."""
         return import_conversations(self._db, conversations)

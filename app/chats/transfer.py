@@ -305,63 +305,92 @@ def ordered(messages: list[ImportedMessage]) -> list[ImportedMessage]:
     return out
 
 
+# The longest an import holds the database from other writers (the window, `hearth chat`), which
+# wait for it: a history of 12,000 chats held it 8 s in one transaction, and the window froze for
+# SQLite's 5 s and then could not save its message ("database is locked"). Between two slices
+# it lets go for a pause: a writer kept waiting looks again only every 100 ms (SQLite's busy
+# handler), and would never find the database free if the next slice began at once.
+IMPORT_SLICE_SECONDS = 0.2
+IMPORT_PAUSE_SECONDS = 0.1
+
+
 def import_conversations(
     db: sqlite3.Connection, conversations: list[ImportedConversation]
 ) -> ImportResult:
-    """Add ``conversations`` in one transaction, leaving out those already here (by uid)."""
+    """Add ``conversations``, leaving out those already here (by uid). Each is added whole, in
+    transactions of about IMPORT_SLICE_SECONDS each; a failure keeps the conversations added
+    before it, and importing the file again adds the rest."""
     added: list[int] = []
     message_count = skipped = 0
     now = time.time()
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        for c in conversations:
-            if db.execute("SELECT 1 FROM conversations WHERE uid = ?", (c.uid,)).fetchone():
-                skipped += 1
-                continue
-            created = c.created_at or now
-            cur = db.execute(
-                "INSERT INTO conversations (title, model, system_prompt, sampling, created_at,"
-                " updated_at, pinned, title_edited, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    c.title,
-                    c.model,
-                    c.system_prompt,
-                    json.dumps(c.sampling),
-                    created,
-                    c.updated_at or created,
-                    int(c.pinned),
-                    int(c.title_edited),
-                    c.uid,
-                ),
-            )
-            conversation_id = cur.lastrowid
-            ids: dict[str, int] = {}
-            for m in ordered(c.messages):
-                stamp = m.created_at or created
-                cur = db.execute(
-                    "INSERT INTO messages (conversation_id, parent_id, role, content, status,"
-                    " error, model, stats, created_at, writer, saved_at, selected_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)",
-                    (
-                        conversation_id,
-                        ids.get(m.parent) if m.parent is not None else None,
-                        m.role,
-                        m.content,
-                        "interrupted" if m.status == "streaming" else m.status,
-                        m.error,
-                        m.model,
-                        json.dumps(m.stats),
-                        stamp,
-                        stamp,
-                        m.selected_at or stamp,
-                    ),
-                )
-                assert cur.lastrowid is not None
-                ids[m.key] = cur.lastrowid
-            assert conversation_id is not None
-            added.append(conversation_id)
-            message_count += len(ids)
+    waiting = iter(conversations)
+    finished = False
+    while not finished:
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            slice_ends = time.monotonic() + IMPORT_SLICE_SECONDS
+            for c in waiting:
+                if db.execute("SELECT 1 FROM conversations WHERE uid = ?", (c.uid,)).fetchone():
+                    skipped += 1
+                else:
+                    conversation_id, messages = _add_conversation(db, c, now)
+                    added.append(conversation_id)
+                    message_count += messages
+                if time.monotonic() >= slice_ends:
+                    break  # commit, let others write, then go on
+            else:
+                finished = True
+        if not finished:
+            time.sleep(IMPORT_PAUSE_SECONDS)
     return ImportResult(len(added), message_count, skipped, tuple(added))
+
+
+def _add_conversation(
+    db: sqlite3.Connection, c: ImportedConversation, now: float
+) -> tuple[int, int]:
+    """Insert ``c`` with its messages; its id and how many messages it has."""
+    created = c.created_at or now
+    cur = db.execute(
+        "INSERT INTO conversations (title, model, system_prompt, sampling, created_at,"
+        " updated_at, pinned, title_edited, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            c.title,
+            c.model,
+            c.system_prompt,
+            json.dumps(c.sampling),
+            created,
+            c.updated_at or created,
+            int(c.pinned),
+            int(c.title_edited),
+            c.uid,
+        ),
+    )
+    conversation_id = cur.lastrowid
+    ids: dict[str, int] = {}
+    for m in ordered(c.messages):
+        stamp = m.created_at or created
+        cur = db.execute(
+            "INSERT INTO messages (conversation_id, parent_id, role, content, status,"
+            " error, model, stats, created_at, writer, saved_at, selected_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)",
+            (
+                conversation_id,
+                ids.get(m.parent) if m.parent is not None else None,
+                m.role,
+                m.content,
+                "interrupted" if m.status == "streaming" else m.status,
+                m.error,
+                m.model,
+                json.dumps(m.stats),
+                stamp,
+                stamp,
+                m.selected_at or stamp,
+            ),
+        )
+        assert cur.lastrowid is not None
+        ids[m.key] = cur.lastrowid
+    assert conversation_id is not None
+    return conversation_id, len(ids)
 
 
 def _number(value: Any, default: float = 0.0) -> float:

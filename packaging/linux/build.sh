@@ -17,7 +17,7 @@
 # build"). llama.cpp's run-time choice among CPU variants (GGML_BACKEND_DL) does not load through
 # llama-cpp-python 0.3.36 (README, "A llama.cpp for another processor"). Other flags:
 #   CMAKE_ARGS="-DGGML_NATIVE=ON" packaging/linux/build.sh    # for this machine only
-# The wheel is built once per llama-cpp-python version and flags (~10 min on 2 cores) and kept
+# The wheel is built once per llama-cpp-python version and flags (7–14 min on 2 cores) and kept
 # in ~/.cache/hearth-bundle/, so later builds, from any clone, take seconds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -45,7 +45,7 @@ llama_args=${CMAKE_ARGS-$portable}
 key=$(printf '%s\n%s\n' "$llama_version" "$llama_args" | sha256sum | cut -c1-12)
 wheels="${XDG_CACHE_HOME:-$HOME/.cache}/hearth-bundle/llama-cpp-python-$llama_version-$key"
 if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  say "building llama-cpp-python $llama_version (about 10 min on 2 cores) with: $llama_args"
+  say "building llama-cpp-python $llama_version (7–14 min on 2 cores) with: $llama_args"
   rm -rf "$wheels.partial" && mkdir -p "$wheels"
   # pip's own cache keys a built wheel by its source, not by CMAKE_ARGS: never read it here.
   CMAKE_ARGS="$llama_args" "$venv/bin/pip" wheel -q --disable-pip-version-check --no-deps \

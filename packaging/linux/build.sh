@@ -44,7 +44,18 @@ fi
 llama_args=${CMAKE_ARGS-$portable}
 key=$(printf '%s\n%s\n' "$llama_version" "$llama_args" | sha256sum | cut -c1-12)
 wheels="${XDG_CACHE_HOME:-$HOME/.cache}/hearth-bundle/llama-cpp-python-$llama_version-$key"
-if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+if [ "${HEARTH_BUNDLE_LLAMA:-portable}" = pip ]; then
+  # The llama-cpp-python pip builds for this machine (its cached wheel, from the install the
+  # tests ran on): a bundle for this machine only, in seconds — what CI checks, keeping its
+  # run under half an hour on 2 cores. Releases use the portable build.
+  llama_args="pip's own build for this machine"
+  if [ "$(cat "$venv/llama-build" 2>/dev/null)" != pip ]; then
+    say "installing llama-cpp-python $llama_version as pip builds it for this machine"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall \
+      "llama-cpp-python==$llama_version"
+    echo pip >"$venv/llama-build"
+  fi
+elif ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   say "building llama-cpp-python $llama_version (7–14 min on 2 cores) with: $llama_args"
   rm -rf "$wheels.partial" && mkdir -p "$wheels"
   # pip's own cache keys a built wheel by its source, not by CMAKE_ARGS: never read it here.
@@ -52,7 +63,7 @@ if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     --no-cache-dir -w "$wheels.partial" "llama-cpp-python==$llama_version"
   mv "$wheels.partial"/llama_cpp_python-*.whl "$wheels"/ && rmdir "$wheels.partial"
 fi
-if [ "$(cat "$venv/llama-build" 2>/dev/null)" != "$key" ]; then
+if [ "${HEARTH_BUNDLE_LLAMA:-portable}" != pip ] && [ "$(cat "$venv/llama-build" 2>/dev/null)" != "$key" ]; then
   say "installing llama-cpp-python $llama_version built with: $llama_args"
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall \
     "$wheels"/llama_cpp_python-*.whl

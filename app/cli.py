@@ -607,7 +607,7 @@ def _print_prompt(
     ]
     engine, loaded = _loaded_engine(ctx, remote, model, args.model)
     try:
-        text = engine.format_prompt(messages)
+        text = engine.format_prompt(messages, ctx.settings.sampling.enable_thinking)
     except EngineError as e:
         raise CliError(str(e)) from None
     finally:

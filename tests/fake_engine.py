@@ -50,7 +50,7 @@ class FakeEngine:
     def unload(self) -> None:
         self._loaded = None
 
-    def format_prompt(self, messages: list[ChatMessage]) -> str:
+    def format_prompt(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:
         if self._loaded is None:
             raise EngineError("No model is loaded.")
         turns = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages)

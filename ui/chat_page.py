@@ -339,7 +339,8 @@ class ChatPage(QWidget, ChatModels, ChatVersions):
         if at < 0:
             return
         self._prompt_dropped = int(saved[at].stats.get("messages_dropped", 0) or 0)
-        self.engine.format_prompt(engine_messages(self.conversation, saved[:at]))
+        thinking = self._sampling().enable_thinking  # as the chat's replies are rendered
+        self.engine.format_prompt(engine_messages(self.conversation, saved[:at]), thinking)
 
     @Slot(str)
     def _show_prompt(self, text: str) -> None:

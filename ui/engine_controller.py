@@ -134,13 +134,16 @@ class EngineWorker(QObject):
         except Exception:  # only a speed-up: the next chat works without it
             log.exception("preparing the next prompt failed")
 
-    @Slot(int, object)
-    def format_prompt(self, request_id: int, messages: list[ChatMessage]) -> None:
+    @Slot(int, object, bool)
+    def format_prompt(
+        self, request_id: int, messages: list[ChatMessage], enable_thinking: bool = True
+    ) -> None:
         engine = self._engine
         try:
             if engine is None or engine.loaded is None:
                 raise EngineError("No model is loaded.")
-            self.prompt_formatted.emit(request_id, engine.format_prompt(messages))
+            text = engine.format_prompt(messages, enable_thinking)
+            self.prompt_formatted.emit(request_id, text)
         except EngineError as e:
             self.prompt_failed.emit(request_id, str(e))
         except Exception as e:
@@ -180,7 +183,7 @@ class EngineController(QObject):
     _request_generate = Signal(int, object, object, object, str)
     _request_prepare = Signal(object)  # messages
     _request_title = Signal(int, object, object, object)  # id, messages, Sampling, cancel
-    _request_format = Signal(int, object)  # request id, messages
+    _request_format = Signal(int, object, bool)  # request id, messages, enable_thinking
     _request_unload = Signal(int)
     _request_close = Signal()
 
@@ -288,11 +291,12 @@ class EngineController(QObject):
         if self.loaded_path and not self.loading_path and not self.generating:
             self._request_prepare.emit(list(messages))
 
-    def format_prompt(self, messages: list[ChatMessage]) -> None:
+    def format_prompt(self, messages: list[ChatMessage], enable_thinking: bool = True) -> None:
         """Ask for the text the loaded model would read for ``messages`` (its template
-        applied); ``prompt_ready`` or ``prompt_failed`` answers. Waits for a reply under way."""
+        applied, with ``enable_thinking`` as the chat's replies have it); ``prompt_ready`` or
+        ``prompt_failed`` answers. Waits for a reply under way."""
         self._format_id = self._new_id()
-        self._request_format.emit(self._format_id, list(messages))
+        self._request_format.emit(self._format_id, list(messages), enable_thinking)
 
     @Slot(int, str)
     def _on_prompt(self, request_id: int, text: str) -> None:

@@ -298,7 +298,7 @@ def request_reply(
     """
     if not continues:
         return engine.chat(history, sampling, cancel, rules)
-    prompt = engine.format_prompt(history) + continues
+    prompt = engine.format_prompt(history, sampling.enable_thinking) + continues
     return engine.complete(prompt, sampling, cancel, replace(rules, ends_turn=True))
 
 

@@ -256,8 +256,8 @@ class LlamaCppEngine:
 
     # prompt
 
-    def format_prompt(self, messages: list[ChatMessage]) -> str:
-        return self._current().template.format(messages)
+    def format_prompt(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:
+        return self._current().template.format(messages, enable_thinking)
 
     def prompt_tokens(
         self,

@@ -56,6 +56,7 @@ class Prepare:
 @dataclass(frozen=True)
 class FormatPrompt:
     messages: list[ChatMessage]
+    enable_thinking: bool = True
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,8 @@ def _serve(conn: Connection, cancel: Any, log_file: str | None) -> None:
                     _stream_reply(conn, engine.chat(messages, sampling, cancel, rules))
                 case Complete(prompt, sampling, rules):
                     _stream_reply(conn, engine.complete(prompt, sampling, cancel, rules))
-                case FormatPrompt(messages):
-                    conn.send(PromptText(engine.format_prompt(messages)))
+                case FormatPrompt(messages, enable_thinking):
+                    conn.send(PromptText(engine.format_prompt(messages, enable_thinking)))
                 case Prepare(messages):  # no answer: the parent does not wait for it
                     engine.prepare(messages, _preparation_stopper(conn, cancel, messages, waiting))
                 case Quit():
@@ -390,11 +390,11 @@ class ProcessEngine:
         if cancel is not None:
             cancel.set()
 
-    def format_prompt(self, messages: list[ChatMessage]) -> str:
+    def format_prompt(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:
         if self._loaded is None or self._conn is None or not self._proc.is_alive():
             raise EngineError("No model is loaded.")
         try:
-            self._conn.send(FormatPrompt(messages))
+            self._conn.send(FormatPrompt(messages, enable_thinking))
             answer = self._receive(None)
         except (EOFError, OSError):
             raise EngineError(CRASHED) from None

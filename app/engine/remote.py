@@ -105,7 +105,7 @@ class RemoteEngine:
     ) -> Reply:
         return self._reply("/completions", {"prompt": prompt}, sampling, cancel, rules)
 
-    def format_prompt(self, messages: list[ChatMessage]) -> str:
+    def format_prompt(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:
         raise EngineError(
             f"{self._title} applies the chat template itself; Hearth cannot show its prompt."
         )

@@ -107,8 +107,8 @@ class RoutingEngine:
     ) -> Reply:
         return self._current.complete(prompt, sampling, cancel, rules)
 
-    def format_prompt(self, messages: list[ChatMessage]) -> str:
-        return self._current.format_prompt(messages)
+    def format_prompt(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:
+        return self._current.format_prompt(messages, enable_thinking)
 
     def prepare(self, messages: list[ChatMessage]) -> None:
         self._current.prepare(messages)

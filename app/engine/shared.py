@@ -183,12 +183,12 @@ class Seat:
                 stats.update_from(reply.stats)
             self.shared._end_turn()
 
-    def format_prompt(self, messages: list[ChatMessage]) -> str:
+    def format_prompt(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:
         if not self.shared._take_turn(self, None):
             raise EngineError("Stopped.")
         try:
             self._ensure_loaded(None)
-            return self.shared.engine.format_prompt(messages)
+            return self.shared.engine.format_prompt(messages, enable_thinking)
         finally:
             self.shared._end_turn()
 

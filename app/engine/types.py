@@ -173,9 +173,10 @@ class Engine(Protocol):
         ``/v1/completions``); otherwise like ``chat``."""
         ...
 
-    def format_prompt(self, messages: list[ChatMessage]) -> str:
+    def format_prompt(self, messages: list[ChatMessage], enable_thinking: bool = True) -> str:
         """The text the model would read for ``messages``: its chat template applied, with the
-        assistant's header to reply after (``LoadedModel.template_source`` says which template).
+        assistant's header to reply after (``LoadedModel.template_source`` says which template),
+        rendered with ``enable_thinking`` as a reply with that ``Sampling`` would be.
         EngineError where the engine cannot say (a remote server formats its own)."""
         ...
 

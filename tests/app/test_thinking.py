@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from app.chats.chat_settings import ChatSettings
+from app.chats.turn import request_reply
 from app.engine import llama_cpp_engine
 from app.engine.llama_cpp_engine import LlamaCppEngine
 from app.engine.sampling import TokenPicker
@@ -164,3 +165,17 @@ def test_the_budget_follows_the_text_of_a_reply() -> None:
     assert not closed.due()
     assert opens_thinking("<|im_start|>assistant\n<think>\n")
     assert not opens_thinking("<think>\n\n</think>\n\n")
+
+
+def test_the_prompt_shown_and_continued_follows_the_thinking_switch(
+    qwen3: LlamaCppEngine,
+) -> None:
+    """View prompt and Continue render the conversation as its replies were rendered: with
+    thinking off, Qwen 3's empty thinking block is in the prompt."""
+    assert qwen3.format_prompt(HELLO, enable_thinking=False).endswith(
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
+    assert qwen3.format_prompt(HELLO).endswith("<|im_start|>assistant\n")
+    off = ChatSettings(thinking=False).sampling(Sampling(max_tokens=2))
+    list(request_reply(qwen3, HELLO, "Hi", off, threading.Event()))
+    assert _prompt_text(qwen3).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\nHi")

@@ -146,9 +146,12 @@ def test_settings_on_a_full_disk_keep_the_last_good_file(
 
 
 @pytest.fixture
-def read_only_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def read_only_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, bool]]:
     """A Hearth home whose data folder (the chats) is seeded, then made read-only: bound
-    read-only where the test may mount, else by permissions (which root ignores: skipped)."""
+    read-only where the test may mount, else by permissions; as root without mount (root
+    ignores permissions) the read-only disk is injected instead: SQLite answers as it does
+    there and the folder reads as not writable. Yields the folder and whether it is truly
+    read-only (so that a ``hearth`` process of its own sees it too)."""
     monkeypatch.setenv("HEARTH_HOME", str(tmp_path / "home"))
     data = AppContext.open().paths.chats_db.parent
     seed(data / "chats.sqlite3")
@@ -157,27 +160,51 @@ def read_only_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         made = subprocess.run(
             ["mount", "-o", "remount,bind,ro", str(data)], capture_output=True
         ).returncode
-        yield data
+        yield data, True
         subprocess.run(["umount", str(data)], capture_output=True)
         assert made == 0
     elif os.geteuid() != 0:
         (data / "chats.sqlite3").chmod(0o444)
         data.chmod(0o555)
-        yield data
+        yield data, True
         data.chmod(0o755)
     else:
-        pytest.skip("root without mount: permissions cannot make a file read-only")
+        connect = sqlite3.connect
+
+        class ReadOnlyDisk(sqlite3.Connection):
+            """What SQLite answers on a read-only disk (seen on the bind mount): the WAL's
+            shared-memory file cannot be made, so no statement runs."""
+
+            def execute(self, *_args: object, **_kwargs: object) -> sqlite3.Cursor:
+                raise sqlite3.OperationalError("unable to open database file")
+
+        def read_only_connect(path: str, *args: object, **kwargs: object) -> sqlite3.Connection:
+            return connect(path, *args, factory=ReadOnlyDisk, **kwargs)  # type: ignore[arg-type,misc]
+
+        def access(path: object, mode: int) -> bool:
+            return mode != os.W_OK and os.path.exists(path)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store_module.sqlite3, "connect", read_only_connect)
+        monkeypatch.setattr(store_module.os, "access", access)
+        yield data, False
 
 
-def test_a_read_only_chat_database_is_said_so_and_left_as_it_is(read_only_data: Path) -> None:
-    db = read_only_data / "chats.sqlite3"
+def test_a_read_only_chat_database_is_said_so_and_left_as_it_is(
+    read_only_data: tuple[Path, bool], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, truly = read_only_data
+    db = data / "chats.sqlite3"
     before = db.read_bytes()
     with pytest.raises(ChatStoreError, match="are read-only") as e:
         ChatStore(db)
     assert "cannot be used" not in str(e.value)  # not called damaged: nothing to move away
-    done = hearth("chats", "list")
-    assert done.returncode == 1
-    assert done.stderr.startswith("hearth: The chats at ")
-    assert "read-only" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    if truly:  # in a process of its own, as a user runs it
+        done = hearth("chats", "list")
+        code, err = done.returncode, done.stderr
+    else:  # the injection lives in this process
+        code, err = main(["chats", "list"]), capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("hearth: The chats at ")
+    assert "read-only" in err
+    assert len(err.strip().splitlines()) == 1
     assert db.read_bytes() == before

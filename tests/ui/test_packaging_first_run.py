@@ -28,7 +28,7 @@ def open_welcome(window: MainWindow, qtbot: QtBot) -> welcome.FirstRun:
     return first
 
 
-@pytest.mark.skipif(starter_model_path() is None, reason="needs the starter model")
+@pytest.mark.usefixtures("starter_model")  # fails, saying how to install it, where missing
 def test_the_first_start_welcomes_then_opens_a_chat_with_the_starter_model(
     window: MainWindow, qtbot: QtBot
 ) -> None:

@@ -21,11 +21,11 @@ import pytest
 from app.chats.turn import request_reply
 from app.engine import llama_cpp_engine
 from app.engine.llama_cpp_engine import LlamaCppEngine
-from app.engine.sampling import TokenPicker
 from app.engine.templates import ChatTemplate, template_messages
 from app.engine.types import ChatMessage, LoadParams
 from app.settings import Sampling
 from tests.gguf_factory import write_tiny_model
+from tests.scripted_model import eos_of, script_model, tokens_of
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "templates"
 
@@ -440,30 +440,8 @@ def foreign_template_engine(tiny_model: Path) -> Iterator[LlamaCppEngine]:
     engine.unload()
 
 
-class _ScriptedPicker(TokenPicker):
-    """Picks the tokens of ``script`` in turn: a model that writes exactly what a test needs."""
-
-    script: list[int]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._next = iter(type(self).script)
-
-    def pick(self, ctx: Any) -> int:
-        return next(self._next)
-
-
-def _tokens(engine: LlamaCppEngine, *pieces: str) -> list[int]:
-    """The vocabulary's tokens whose text is each of ``pieces``."""
-    n_vocab = int(llama_cpp_engine.llama().llama_vocab_n_tokens(engine.vocab.handle))
-    by_piece = {engine.vocab.piece(t): t for t in range(n_vocab)}
-    return [by_piece[p.encode()] for p in pieces]
-
-
 def _reply(engine: LlamaCppEngine, script: list[int], monkeypatch: pytest.MonkeyPatch) -> Any:
-    eos = int(llama_cpp_engine.llama().llama_vocab_eos(engine.vocab.handle))
-    picker = type("Picker", (_ScriptedPicker,), {"script": [*script, eos]})
-    monkeypatch.setattr(llama_cpp_engine, "TokenPicker", picker)
+    script_model(monkeypatch, [*script, eos_of(engine)])
     reply = engine.chat([msg("user", "hello")], Sampling(max_tokens=20), threading.Event())
     return "".join(reply), reply.stats
 
@@ -476,7 +454,7 @@ def test_a_reply_stops_at_the_templates_end_marker_the_vocabulary_does_not_flag(
     lib = llama_cpp_engine.llama()
     assert marker >= 0
     assert not lib.llama_vocab_is_eog(engine.vocab.handle, marker)  # llama.cpp would go on
-    words = _tokens(engine, " hello", " world", " fire", " warm")
+    words = tokens_of(engine, " hello", " world", " fire", " warm")
     text, stats = _reply(engine, [*words[:2], marker, *words[2:]], monkeypatch)
     assert text.strip() == "hello world"
     assert stats.stop_reason == "eos"
@@ -490,8 +468,8 @@ def test_a_reply_stops_where_the_model_spells_out_a_marker_its_vocabulary_lacks(
     ordinary tokens (here one byte each); the user sees neither it nor what follows it."""
     engine = foreign_template_engine
     assert engine.vocab.single_token("<|turn_end|>") < 0
-    words = _tokens(engine, " hello", " world", " fire")
-    spelled = _tokens(engine, *"<|turn_end|>")
+    words = tokens_of(engine, " hello", " world", " fire")
+    spelled = tokens_of(engine, *"<|turn_end|>")
     text, stats = _reply(engine, [*words[:2], *spelled, words[2]], monkeypatch)
     assert text.strip() == "hello world"
     assert "<" not in text
@@ -505,10 +483,8 @@ def test_plain_completions_do_not_stop_at_the_chat_marker(
     vocabulary's end-of-generation tokens and the caller's stops end it."""
     engine = turn_end_engine
     marker = engine.vocab.single_token("<|turn_end|>")
-    words = _tokens(engine, " hello", " world")
-    eos = int(llama_cpp_engine.llama().llama_vocab_eos(engine.vocab.handle))
-    picker = type("Picker", (_ScriptedPicker,), {"script": [words[0], marker, words[1], eos]})
-    monkeypatch.setattr(llama_cpp_engine, "TokenPicker", picker)
+    words = tokens_of(engine, " hello", " world")
+    script_model(monkeypatch, [words[0], marker, words[1], eos_of(engine)])
     reply = engine.complete("hello", Sampling(max_tokens=20), threading.Event())
     assert "".join(reply).strip() == "hello world"
     assert reply.stats.generated_tokens == 3
@@ -521,11 +497,8 @@ def test_a_continued_reply_stops_at_the_chat_marker_as_the_reply_did(
     template ends a turn, not at the token limit in made-up turns."""
     engine = turn_end_engine
     marker = engine.vocab.single_token("<|turn_end|>")
-    words = _tokens(engine, " hello", " world", " fire")
-    eos = int(llama_cpp_engine.llama().llama_vocab_eos(engine.vocab.handle))
-    script = [words[0], words[1], marker, words[2], eos]
-    picker = type("Picker", (_ScriptedPicker,), {"script": script})
-    monkeypatch.setattr(llama_cpp_engine, "TokenPicker", picker)
+    words = tokens_of(engine, " hello", " world", " fire")
+    script_model(monkeypatch, [words[0], words[1], marker, words[2], eos_of(engine)])
     history = [msg("user", "hello")]
     reply = request_reply(engine, history, "Once", Sampling(max_tokens=20), threading.Event())
     assert "".join(reply).strip() == "hello world"
@@ -538,8 +511,8 @@ def test_a_marker_the_vocabulary_has_as_a_token_is_only_text_when_spelled_out(
     """Written with ordinary tokens, a marker the model has as one token is the model writing
     about it (as "</s>" ends HTML's strike-through): the reply goes on."""
     engine = turn_end_engine
-    hello, world = _tokens(engine, " hello", " world")
-    text, stats = _reply(engine, [hello, *_tokens(engine, *"<|turn_end|>"), world], monkeypatch)
+    hello, world = tokens_of(engine, " hello", " world")
+    text, stats = _reply(engine, [hello, *tokens_of(engine, *"<|turn_end|>"), world], monkeypatch)
     assert text == " hello<|turn_end|> world"
     assert stats.stop_reason == "eos"
 

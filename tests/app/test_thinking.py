@@ -13,13 +13,12 @@ import pytest
 
 from app.chats.chat_settings import ChatSettings
 from app.chats.turn import request_reply
-from app.engine import llama_cpp_engine
 from app.engine.llama_cpp_engine import LlamaCppEngine
-from app.engine.sampling import TokenPicker
 from app.engine.thinking import ThinkingBudget, opens_thinking
 from app.engine.types import ChatMessage, LoadParams
 from app.settings import Sampling
 from tests.gguf_factory import write_tiny_model
+from tests.scripted_model import eos_of, script_model, tokens_of
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "templates"
 HELLO: list[ChatMessage] = [{"role": "user", "content": "hello"}]
@@ -49,28 +48,10 @@ def qwq(tmp_path: Path) -> Iterator[LlamaCppEngine]:
     yield from _engine(tmp_path / "qwq-style.gguf", "Qwen-QwQ-32B")
 
 
-class _Script(TokenPicker):
-    script: list[int]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._next = iter(type(self).script)
-
-    def pick(self, ctx: Any) -> int:
-        return next(self._next)
-
-
-def _words(engine: LlamaCppEngine, *pieces: str) -> list[int]:
-    n_vocab = int(llama_cpp_engine.llama().llama_vocab_n_tokens(engine.vocab.handle))
-    by_piece = {engine.vocab.piece(t): t for t in range(n_vocab)}
-    return [by_piece[p.encode()] for p in pieces]
-
-
 def _scripted(
     engine: LlamaCppEngine, script: list[int], sampling: Sampling, mp: pytest.MonkeyPatch
 ) -> tuple[str, Any]:
-    eos = int(llama_cpp_engine.llama().llama_vocab_eos(engine.vocab.handle))
-    mp.setattr(llama_cpp_engine, "TokenPicker", type("P", (_Script,), {"script": [*script, eos]}))
+    script_model(mp, [*script, eos_of(engine)])
     reply = engine.chat(HELLO, sampling, threading.Event())
     return "".join(reply), reply.stats
 
@@ -106,7 +87,7 @@ def test_a_budget_closes_the_thinking_and_the_answer_follows(
     qwen3: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     think, end = (qwen3.vocab.single_token(t) for t in THINK_TOKENS)
-    w = _words(qwen3, " hello", " world", " fire", " warm", " the", " a")
+    w = tokens_of(qwen3, " hello", " world", " fire", " warm", " the", " a")
     sampling = Sampling(max_tokens=40, thinking_budget=3)
     text, stats = _scripted(qwen3, [think, *w], sampling, monkeypatch)
     # Three tokens of thought, then the engine's "</think>\n"; the model's next tokens answer.
@@ -121,7 +102,7 @@ def test_no_budget_or_a_model_that_stops_in_time_gets_nothing_added(
     qwen3: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     think, end = (qwen3.vocab.single_token(t) for t in THINK_TOKENS)
-    w = _words(qwen3, " hello", " world", " fire", " warm")
+    w = tokens_of(qwen3, " hello", " world", " fire", " warm")
     text, _ = _scripted(qwen3, [think, *w], Sampling(max_tokens=40), monkeypatch)
     assert text == "<think> hello world fire warm"
     text, _ = _scripted(qwen3, [think, w[0], end, *w[1:]], Sampling(thinking_budget=2), monkeypatch)
@@ -132,7 +113,7 @@ def test_a_budget_ignores_a_think_tag_in_the_middle_of_an_answer(
     qwen3: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     think = qwen3.vocab.single_token("<think>")
-    w = _words(qwen3, " hello", " world", " fire", " warm")
+    w = tokens_of(qwen3, " hello", " world", " fire", " warm")
     text, _ = _scripted(qwen3, [w[0], think, *w[1:]], Sampling(thinking_budget=1), monkeypatch)
     assert "</think>" not in text
 
@@ -140,7 +121,7 @@ def test_a_budget_ignores_a_think_tag_in_the_middle_of_an_answer(
 def test_a_template_that_opens_the_thinking_counts_from_the_first_token(
     qwq: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    w = _words(qwq, " hello", " world", " fire")
+    w = tokens_of(qwq, " hello", " world", " fire")
     text, _ = _scripted(qwq, w, Sampling(thinking_budget=2), monkeypatch)
     assert text == " hello world</think>\n fire"
     text, _ = _scripted(qwq, w, Sampling(thinking_budget=0), monkeypatch)

@@ -439,23 +439,14 @@ def _chats_import(store: ChatStore, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from app.chats.store import ChatStoreError
-    from app.chats.transfer import TransferError, read_import
+    from app.chats.transfer import TransferError, import_summary, read_import
 
     try:
         result = store.import_conversations(read_import(Path(args.file)))
     except (TransferError, ChatStoreError) as e:
         raise CliError(str(e)) from None
 
-    def count(n: int, what: str) -> str:
-        return f"{n} {what}{'s' if n != 1 else ''}"
-
-    line = (
-        f"Imported {count(result.conversations, 'conversation')} with "
-        f"{count(result.messages, 'message')}"
-    )
-    if result.skipped:
-        line += f" ({count(result.skipped, 'conversation')} already here, left as they are)"
-    print(line + ".")
+    print(import_summary(result, Path(args.file).name))
     return 0
 
 

@@ -11,7 +11,13 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from app.chats.store import ChatStore, ChatStoreError
-from app.chats.transfer import ImportResult, TransferError, export_markdown, read_import
+from app.chats.transfer import (
+    ImportResult,
+    TransferError,
+    export_markdown,
+    import_summary,
+    read_import,
+)
 from app.fileio import atomic_write_text
 from ui.tasks import error_text, run_task
 
@@ -68,21 +74,6 @@ def import_chats(db: Path, source: Path) -> ImportResult:
         return store.import_conversations(conversations)
     finally:
         store.close()
-
-
-def import_summary(result: ImportResult, name: str) -> str:
-    """What an import tells the user (the words of `hearth chats import`)."""
-    if not result.conversations and not result.skipped:
-        return f"No conversations found in {name}."
-    if not result.conversations:
-        return f"Nothing new in {name}: its {count(result.skipped, 'conversation')} are here."
-    line = (
-        f"Imported {count(result.conversations, 'conversation')} with "
-        f"{count(result.messages, 'message')}"
-    )
-    if result.skipped:
-        line += f" ({count(result.skipped, 'conversation')} already here, left as they are)"
-    return line + "."
 
 
 def failure_text(error: Exception) -> str:

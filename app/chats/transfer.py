@@ -71,6 +71,25 @@ class ImportResult:
     ids: tuple[int, ...] = ()  # the added conversations' ids
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'s' if n != 1 else ''}"
+
+
+def import_summary(result: ImportResult, name: str) -> str:
+    """What an import of the file ``name`` tells the user, in the window and the command line."""
+    if not result.conversations and not result.skipped:
+        return f"No conversations found in {name}."
+    if not result.conversations:
+        return f"Nothing new in {name}: its {_count(result.skipped, 'conversation')} are here."
+    line = (
+        f"Imported {_count(result.conversations, 'conversation')} with "
+        f"{_count(result.messages, 'message')}"
+    )
+    if result.skipped:
+        line += f" ({_count(result.skipped, 'conversation')} already here, left as they are)"
+    return line + "."
+
+
 def new_uid() -> str:
     return uuid.uuid4().hex
 

@@ -496,10 +496,7 @@ def test_chats_import_counts_and_does_not_duplicate(
     assert (code, err) == (0, "")
     assert out == "Imported 3 conversations with 11 messages.\n"
     code, out, _ = run(capsys, "chats", "import", str(chatgpt))
-    assert out == (
-        "Imported 0 conversations with 0 messages (3 conversations already here, left as they "
-        "are).\n"
-    )
+    assert out == "Nothing new in conversations.json: its 3 conversations are here.\n"
     code, out, _ = run(capsys, "chats", "search", "--json", "Sintra")
     assert [h["title"] for h in json.loads(out)] == ["Lisbon weekend"]
     # Hearth's own export, written to a file, imports into another Hearth.
@@ -508,7 +505,7 @@ def test_chats_import_counts_and_does_not_duplicate(
     assert (code, out) == (0, f"Exported 3 conversations to {saved}\n")
     assert json.loads(saved.read_text(encoding="utf-8"))["version"] == 2
     code, out, _ = run(capsys, "chats", "import", str(saved))
-    assert out.startswith("Imported 0 conversations")  # they are these very ones
+    assert out.startswith("Nothing new in all.json")  # they are these very ones
 
 
 @pytest.mark.parametrize(

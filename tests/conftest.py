@@ -108,7 +108,10 @@ def llama_server(
     log = (tmp_path / "llama-server.log").open("wb")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(starter_model)]
     command += ["--host", "127.0.0.1", "--port", url.split(":")[2].split("/")[0]]
-    command += ["--n_ctx", "2048", "--n_threads", "2"]
+    # Where the fast kernels fault, one thread too: their one-row path with two threads was
+    # measured at 2–7 tokens/s on the busy AMX machine (44 with one), too slow to answer.
+    threads = "1" if starter_params.safe_cpu else "2"
+    command += ["--n_ctx", "2048", "--n_threads", threads, "--n_threads_batch", threads]
     if starter_params.safe_cpu:
         command += ["--n_ubatch", "1"]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -165,7 +165,7 @@ def test_window_and_command_lines_write_one_database_at_once(
         assert "Traceback" not in where, where
 
     assert stalls.longest_ms < LONGEST_WAIT_MS
-    assert f"Imported {IMPORTED_CHATS} conversations" in outputs[-1]
+    assert f"Imported {IMPORTED_CHATS:,} conversations" in outputs[-1]
 
     raw = sqlite3.connect(paths.chats_db)
     try:

@@ -423,6 +423,10 @@ def test_serve_real_model_json_schema(hearth_serve: str) -> None:
         model=STARTER,
         messages=[{"role": "user", "content": "Describe a person as JSON."}],
         max_tokens=120,
+        # Greedy: sampled at random, one run in seven wrote a raw newline into the bounded
+        # "name" (llama-cpp-python's json_schema_to_gbnf lets a control character through
+        # there; noted in the issue, not yet mended), which no JSON reader accepts.
+        temperature=0,
         response_format={
             "type": "json_schema",
             "json_schema": {"name": "person", "schema": schema},

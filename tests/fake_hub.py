@@ -177,6 +177,10 @@ class FakeHub:
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(claimed or len(data)))
+        # It closes the connection after this answer, and says so, as a server must: a client
+        # otherwise keeps it for the next request, which then races the close ("Server
+        # disconnected without sending a response", seen in CI).
+        h.send_header("Connection", "close")
         h.end_headers()
         h.wfile.write(data)
         h.wfile.flush()
